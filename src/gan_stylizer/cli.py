@@ -1,0 +1,38 @@
+"""What the entry points share: turn expected failures into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from omegaconf.errors import OmegaConfBaseException
+
+from gan_stylizer.checkpoint import CheckpointError
+from gan_stylizer.config import ConfigError
+from gan_stylizer.images import ImageError
+from gan_stylizer.models.vgg import VGGWeightsError
+from gan_stylizer.styles import StyleError
+
+
+EXPECTED = (ConfigError, ImageError, StyleError, VGGWeightsError, CheckpointError)
+
+
+@contextlib.contextmanager
+def fail_cleanly() -> Iterator[None]:
+    """Expected errors -> 'error: <one line>' on stderr and exit 2 (1 for a diverged run)."""
+    from gan_stylizer.system import TrainingDiverged
+
+    try:
+        yield
+    except EXPECTED as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OmegaConfBaseException as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        key = getattr(err, "full_key", None)
+        print(f"error: config{f' key {key}' if key else ''}: {first}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,236 @@
+"""Typed config schemas for the two entry points.
+
+Hydra composes the YAML files in configs/ on top of these dataclasses, so a misspelled key or a
+value of the wrong type fails at start-up with a message that names the key. The code then works
+with plain dataclass instances, and checkpoints store the config as a plain dict (asdict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from gan_stylizer.perceptual import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+
+
+class ConfigError(ValueError):
+    """A config value is unusable; the message names the key and what to do."""
+
+
+@dataclass
+class StyleConfig:
+    name: str = "starry_night"
+    path: str | None = None  # any painting: overrides the registry
+    size: int = 512  # long side (px) the painting is scaled to: sets the stroke scale
+
+
+@dataclass
+class VGGConfig:
+    weights: str = "caffe"  # caffe | torchvision | none
+    pooling: str = "max"  # max | avg
+
+
+@dataclass
+class LossConfig:
+    alpha: float = 300.0  # style weight
+    beta: float = 1.0  # content weight
+    tv: float = 0.0  # total-variation weight
+    adv: float = 0.0  # adversarial weight (training only)
+    adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
+    r1: float = 0.0  # R1 penalty weight on real samples (training only)
+    style_layers: dict[str, float] = field(
+        default_factory=lambda: {name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS}
+    )
+    content_layer: str = DEFAULT_CONTENT_LAYER
+    vgg: VGGConfig = field(default_factory=VGGConfig)
+
+
+@dataclass
+class GeneratorConfig:
+    channels: int = 32
+    n_residual: int = 5
+    norm: str = "instance"  # instance | batch | none
+
+
+@dataclass
+class DiscriminatorConfig:
+    channels: int = 64
+    n_layers: int = 3
+    # Real samples: crops of the painting at style.size times a random scale in this range.
+    crop_scale: tuple[float, float] = (0.8, 1.25)
+
+
+@dataclass
+class ModelConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+
+@dataclass
+class DataConfig:
+    source: str = "samples"  # samples | folder | coco
+    root: str | None = None  # folder of training photos (data=folder, data=coco)
+    val_root: str | None = None  # photos for the fixed validation grid; default: from root
+    image_size: int = 256  # training crop (px)
+    # Each photo is first resized so its long side is a random value in this range, then
+    # cropped: the generator sees scenes at the scale users stylize them (about 512 px).
+    resize_long_side: tuple[int, int] = (384, 640)
+    batch_size: int = 4
+    num_workers: int = 2
+    val_count: int = 4
+    val_size: int = 384  # long side of the validation photos
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 2000  # generator updates (= batches); trainer.global_step counts 2 per batch
+    lr_g: float = 1e-3
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float = 0.999
+    warmup_steps: int = 0  # content-only generator steps before style and D kick in
+    clip_grad: float = 0.0  # max grad norm for G and D (0 = off)
+    max_nonfinite: int = 10  # consecutive skipped steps before the run stops
+    ckpt_every: int = 250  # generator steps between checkpoints (last.ckpt is always kept)
+    image_every: int = 250  # generator steps between validation image grids
+    log_every: int = 10  # generator steps between scalar logs
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "bf16-mixed"  # 32 | bf16-mixed | 16-mixed
+    threads: int = 0  # CPU threads for torch (0 = torch's default)
+
+
+@dataclass
+class TrainConfig:
+    name: str = "starry_night"
+    seed: int = 0
+    ckpt_path: str | None = None  # null | last | path/to/file.ckpt | path/to/run_dir
+    data_dir: str | None = None  # where data/styles and data/coco live; default <repo>/data
+    style: StyleConfig = field(default_factory=StyleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class StylizeConfig:
+    input: str | None = None  # file, folder (recursive) or glob
+    output: str | None = None  # file (one input) or folder; default next to the input
+    ckpt: str | None = None  # trained generator; without it: the per-image optimization
+    size: int | None = None  # long side; default: original size (ckpt) or 512 (optimization)
+    overwrite: bool = False
+    device: str = "auto"  # auto | cpu | cuda | mps
+    preserve_color: bool = False
+    # Optimization only:
+    steps: int = 300
+    optimizer: str = "lbfgs"  # lbfgs | adam
+    lr: float | None = None
+    init: str = "content"  # content | noise
+    tol: float = 1e-5
+    seed: int = 0
+    data_dir: str | None = None
+    style: StyleConfig = field(default_factory=StyleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}={value} must be {'≥' if allow_zero else '>'} 0")
+
+
+def validate_loss(cfg: LossConfig) -> None:
+    from gan_stylizer.losses import ADVERSARIAL_LOSSES
+    from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES
+
+    for key in ("alpha", "beta", "tv", "adv", "r1"):
+        _positive(f"loss.{key}", getattr(cfg, key), allow_zero=True)
+    if cfg.alpha == 0 and cfg.beta == 0:
+        raise ConfigError("loss.alpha and loss.beta are both 0: nothing to optimize")
+    _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
+    _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
+    _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
+    if not cfg.style_layers:
+        raise ConfigError("loss.style_layers is empty")
+    for name in (*cfg.style_layers, cfg.content_layer):
+        _choice("loss layer", name, LAYER_NAMES)
+
+
+def validate_train(cfg: TrainConfig) -> None:
+    """Fail at start-up, before any expensive work, on values that cannot work."""
+    from gan_stylizer.models.generator import NORMS
+
+    validate_loss(cfg.loss)
+    _positive("style.size", cfg.style.size)
+    _choice("data.source", cfg.data.source, ("samples", "folder", "coco"))
+    if cfg.data.source == "folder" and not cfg.data.root:
+        raise ConfigError("data=folder needs data.root=/path/to/photos")
+    d = cfg.data
+    for key in ("image_size", "batch_size", "val_count", "val_size"):
+        _positive(f"data.{key}", getattr(d, key))
+    _positive("data.num_workers", d.num_workers, allow_zero=True)
+    lo, hi = d.resize_long_side
+    if not (d.image_size <= lo <= hi):
+        raise ConfigError(
+            f"data.resize_long_side={list(d.resize_long_side)} must satisfy "
+            f"data.image_size ({d.image_size}) ≤ min ≤ max"
+        )
+    _choice("model.generator.norm", cfg.model.generator.norm, NORMS)
+    _positive("model.generator.channels", cfg.model.generator.channels)
+    _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers)
+    s_lo, s_hi = cfg.model.discriminator.crop_scale
+    if not (0 < s_lo <= s_hi):
+        raise ConfigError("model.discriminator.crop_scale must be [min, max] with 0 < min ≤ max")
+    t = cfg.trainer
+    for key in ("steps", "lr_g", "lr_d", "ckpt_every", "image_every", "log_every", "max_nonfinite"):
+        _positive(f"trainer.{key}", getattr(t, key))
+    if not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1)")
+    _choice("trainer.precision", str(t.precision), ("32", "32-true", "bf16-mixed", "16-mixed"))
+    if str(t.precision) == "16-mixed" and t.clip_grad > 0:
+        raise ConfigError(
+            "trainer.precision=16-mixed cannot clip gradients under manual optimization "
+            "(they are still scaled); use trainer.precision=bf16-mixed or trainer.clip_grad=0"
+        )
+
+
+def validate_stylize(cfg: StylizeConfig) -> None:
+    if not cfg.input:
+        raise ConfigError("input= is required: a photo, a folder or a glob")
+    if cfg.size is not None:
+        _positive("size", cfg.size)
+    _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
+    _choice("optimizer", cfg.optimizer, ("lbfgs", "adam"))
+    _choice("init", cfg.init, ("content", "noise"))
+    _positive("steps", cfg.steps)
+    if cfg.ckpt is None:
+        validate_loss(cfg.loss)
+        _positive("style.size", cfg.style.size)
+
+
+def to_dataclass(cfg: DictConfig | dict, schema: type) -> Any:
+    """Compose-time DictConfig (or plain dict) -> validated schema instance."""
+    merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    return OmegaConf.to_object(merged)
+
+
+def to_plain(cfg: Any) -> dict:
+    """Schema instance -> plain dict (tuples as lists), safe for weights_only checkpoints."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(cfg))

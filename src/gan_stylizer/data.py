@@ -1,0 +1,168 @@
+"""Training photos: an image-folder dataset of random crops, and its LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from gan_stylizer.config import ConfigError, DataConfig
+from gan_stylizer.images import IMAGE_EXTENSIONS, ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+# The colour photos that scikit-image ships inside its wheel: an offline default for demos.
+SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
+
+COCO_HELP = (
+    "mkdir -p {root} && cd {root} && curl -LO http://images.cocodataset.org/zips/train2017.zip "
+    "&& unzip -q train2017.zip && rm train2017.zip"
+)
+
+
+def list_images(root: Path) -> list[Path]:
+    """Every image file below root (recursive, sorted, hidden files and symlink loops skipped)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def sample_photos() -> list[Path]:
+    """The sample photos' paths inside the installed scikit-image (no import of skimage.data)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("data=samples needs scikit-image: pip install scikit-image")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    paths = [folder / name for name in SAMPLE_PHOTOS]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError(f"data=samples: scikit-image lacks {', '.join(missing)}")
+    return paths
+
+
+def random_resized_crop(
+    image: torch.Tensor, size: int, long_side: tuple[int, int], gen: torch.Generator | None = None
+) -> torch.Tensor:
+    """RGB [0,1] [1,3,H,W] -> [3,size,size]: resize so the long side is uniform in long_side
+    (and the short side at least size), then a random crop and a random horizontal flip."""
+    h, w = image.shape[-2:]
+    target = int(torch.randint(long_side[0], long_side[1] + 1, (1,), generator=gen))
+    scale = max(target / max(h, w), size / min(h, w))
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    image = F.interpolate(image, size=(new_h, new_w), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(0, 1)
+    top = int(torch.randint(0, new_h - size + 1, (1,), generator=gen))
+    left = int(torch.randint(0, new_w - size + 1, (1,), generator=gen))
+    crop = image[0, :, top : top + size, left : left + size]
+    if torch.rand((), generator=gen) < 0.5:
+        crop = crop.flip(-1)
+    return crop.contiguous()
+
+
+class PhotoDataset(Dataset):
+    """Random crops of photos. An unreadable file is skipped with one log line (and counted),
+    and the next file is used instead: a bad file never stops a run mid-epoch."""
+
+    def __init__(self, files: Sequence[Path], image_size: int, long_side: tuple[int, int]) -> None:
+        if not files:
+            raise ConfigError("the training photo list is empty")
+        self.files = list(files)
+        self.image_size = image_size
+        self.long_side = (int(long_side[0]), int(long_side[1]))
+        self.skipped: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for offset in range(len(self.files)):
+            path = self.files[(index + offset) % len(self.files)]
+            if path in self.skipped:
+                continue
+            try:
+                # Decode at most at the largest size we resize to: cheap on big photos.
+                image = load_image(path, size=None)
+            except ImageError as err:
+                self.skipped.add(path)
+                log.warning("skipping %s (%d skipped so far)", err, len(self.skipped))
+                continue
+            return random_resized_crop(image, self.image_size, self.long_side)
+        raise RuntimeError("no readable image is left in the training set")
+
+
+class PhotoDataModule(L.LightningDataModule):
+    """Training crops from data.source, and a fixed list of validation photos for image grids."""
+
+    def __init__(self, cfg: DataConfig, data_dir: Path) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.data_dir = data_dir
+        self.train_files = self._train_files()
+        if len(self.train_files) < cfg.batch_size:
+            raise ConfigError(
+                f"data.batch_size={cfg.batch_size} is larger than the {len(self.train_files)} "
+                f"training photos found; lower data.batch_size or add photos"
+            )
+        self.val_files = self._val_files()
+
+    def _train_files(self) -> list[Path]:
+        cfg = self.cfg
+        if cfg.source == "samples":
+            return sample_photos()
+        root = Path(cfg.root) if cfg.root else self.data_dir / "coco" / "train2017"
+        if not root.is_dir():
+            if cfg.source == "coco":
+                raise ConfigError(
+                    f"COCO not found at {root}; get it with: {COCO_HELP.format(root=root.parent)}"
+                    " (or point data.root at the folder)"
+                )
+            raise ConfigError(f"data.root={root} is not a folder")
+        files = list_images(root)
+        if not files:
+            raise ConfigError(f"data.root={root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        return files
+
+    def _val_files(self) -> list[Path]:
+        if self.cfg.val_root:
+            root = Path(self.cfg.val_root)
+            files = list_images(root) if root.is_dir() else []
+            if not files:
+                raise ConfigError(f"data.val_root={root} holds no images")
+        else:
+            files = self.train_files
+        return files[: self.cfg.val_count]
+
+    def val_images(self) -> list[torch.Tensor]:
+        """The fixed validation photos, RGB [0,1] [1,3,H,W] at data.val_size long side."""
+        images = []
+        for path in self.val_files:
+            try:
+                images.append(load_image(path, size=self.cfg.val_size))
+            except ImageError as err:
+                log.warning("validation photo skipped: %s", err)
+        return images
+
+    def train_dataloader(self) -> DataLoader:
+        cfg = self.cfg
+        dataset = PhotoDataset(self.train_files, cfg.image_size, tuple(cfg.resize_long_side))
+        return DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

@@ -1,0 +1,1 @@
+"""Networks: torch only, no Lightning, no Hydra."""

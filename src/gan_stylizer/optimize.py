@@ -1,0 +1,148 @@
+"""The seed's method (Gatys et al.): optimize the pixels of one image against the style and
+content losses. Slow, one image at a time, and the quality baseline for the trained generator."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from gan_stylizer.images import luminance, preserve_color
+from gan_stylizer.losses import total_loss, tv_loss
+from gan_stylizer.perceptual import PerceptualCriterion
+
+
+@dataclass
+class OptimizeResult:
+    image: torch.Tensor  # RGB [0,1] [1,3,H,W]
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)  # per step: style, content, tv, total
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def _gray3(image: torch.Tensor) -> torch.Tensor:
+    return luminance(image).expand(-1, 3, -1, -1)
+
+
+def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Style luminance as grey RGB, shifted to the content luminance's mean and std (Gatys 2017)."""
+    ys, yc = luminance(style), luminance(content)
+    ys = (ys - ys.mean()) / (ys.std() + 1e-8) * yc.std() + yc.mean()
+    return ys.clamp(0, 1).expand(-1, 3, -1, -1)
+
+
+def optimize_image(
+    content: torch.Tensor,
+    criterion: PerceptualCriterion,
+    *,
+    alpha: float,
+    beta: float,
+    tv: float = 0.0,
+    steps: int = 300,
+    optimizer: str = "lbfgs",
+    lr: float | None = None,
+    init: str = "content",
+    tol: float = 1e-5,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "optimize",
+) -> OptimizeResult:
+    """Optimize an image so that α·L_style + β·L_content (+ tv·L_tv) is minimal.
+
+    content: RGB [0,1] [1,3,H,W]; the criterion must already hold the style (set_style).
+    Stops after `steps` iterations or when the relative change of the loss over one step
+    stays below `tol` for 5 steps in a row. Returns RGB [0,1] [1,3,H,W].
+    """
+    if optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
+    if init not in ("content", "noise"):
+        raise ValueError(f"init must be 'content' or 'noise', got {init!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    content_target = criterion.content_features(content)
+    if init == "content":
+        start = content.detach().clone(memory_format=torch.contiguous_format)
+    else:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        start = torch.rand(content.shape, generator=gen).to(content.device)
+    image = start.requires_grad_(True)
+    if optimizer == "lbfgs":
+        # One L-BFGS iteration per step() call; its curvature history persists across calls.
+        opt = torch.optim.LBFGS([image], lr=lr or 1.0, max_iter=1, history_size=50)
+    else:
+        opt = torch.optim.Adam([image], lr=lr or 0.02)
+
+    history: list[dict[str, float]] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        l_style, l_content = criterion(image, content_target)
+        l_tv = tv_loss(image) if tv > 0 else image.new_zeros(())
+        loss = total_loss(l_style, l_content, alpha, beta) + tv * l_tv
+        loss.backward()
+        history.append(
+            {
+                "style": l_style.item(),
+                "content": l_content.item(),
+                "tv": l_tv.item(),
+                "total": loss.item(),
+            }
+        )
+        return loss
+
+    start_time = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, unit="step")
+    calm = 0
+    done = 0
+    for done in range(1, steps + 1):
+        before = len(history)
+        opt.step(closure)
+        if optimizer == "adam":
+            with torch.no_grad():
+                image.clamp_(0, 1)
+        last = history[-1]["total"]
+        if not math.isfinite(last):
+            raise FloatingPointError(
+                f"the loss became {last} at step {done}; lower alpha/beta or the learning rate"
+            )
+        bar.update(1)
+        bar.set_postfix(loss=f"{last:.4g}")
+        if before and len(history) > 1:
+            prev = history[-2]["total"]
+            calm = calm + 1 if abs(prev - last) <= tol * max(abs(prev), 1e-12) else 0
+            if calm >= 5:
+                break
+    bar.close()
+    with torch.no_grad():
+        result = image.detach().clamp(0, 1)
+    return OptimizeResult(result, done, time.perf_counter() - start_time, history)
+
+
+def stylize_by_optimization(
+    content: torch.Tensor,
+    style_image: torch.Tensor,
+    criterion: PerceptualCriterion,
+    *,
+    preserve_colors: bool = False,
+    **kwargs,
+) -> OptimizeResult:
+    """Set the style, optimize, and optionally keep the content's colours.
+
+    With preserve_colors, the transfer runs on luminance only (style luminance matched to the
+    content's mean and std) and the result takes the content's chrominance (Gatys et al. 2017).
+    content, style_image: RGB [0,1] [1,3,H,W]. kwargs go to optimize_image.
+    """
+    if preserve_colors:
+        criterion.set_style(match_luminance(style_image, content))
+        result = optimize_image(_gray3(content), criterion, **kwargs)
+        result.image = preserve_color(content, result.image)
+        return result
+    criterion.set_style(style_image)
+    return optimize_image(content, criterion, **kwargs)

@@ -1,0 +1,188 @@
+"""run(cfg, out_dir): build data, system and trainer; fit. No Hydra here: the root train.py
+composes the config and passes the run directory in, so tests call run() directly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from gan_stylizer.config import ConfigError, TrainConfig, validate_train
+from gan_stylizer.data import PhotoDataModule
+from gan_stylizer.images import load_image, make_grid, save_image
+from gan_stylizer.models.vgg import build_vgg
+from gan_stylizer.perceptual import PerceptualCriterion
+from gan_stylizer.styles import resolve_style
+from gan_stylizer.system import StylizerSystem
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    """<repo>/data for a source checkout (the usual install), else ~/.cache/gan-stylizer."""
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file():
+        return repo / "data"
+    return Path.home() / ".cache" / "gan-stylizer"
+
+
+def data_dir_of(configured: str | None) -> Path:
+    return Path(configured).expanduser() if configured else default_data_dir()
+
+
+def load_style_image(style_cfg, data_dir: Path) -> torch.Tensor:
+    """The painting named by the style config, RGB [0,1] [1,3,H,W] at style.size long side."""
+    path = resolve_style(style_cfg.name, style_cfg.path, data_dir / "styles")
+    return load_image(path, size=style_cfg.size)
+
+
+class PeriodicCheckpoint(Callback):
+    """Writes checkpoints/step_NNNNNN.ckpt every `every` generator steps, and last.ckpt at each
+    of them and at the end. Every write goes to a temporary file first and is renamed into
+    place, so a crash mid-write never replaces the previous good checkpoint."""
+
+    def __init__(self, dirpath: Path, every: int) -> None:
+        self.dirpath = dirpath
+        self.every = every
+        self._saved_at = -1
+
+    def _save(self, trainer: L.Trainer, step: int, keep_step_file: bool) -> None:
+        if step == self._saved_at:
+            return
+        self._saved_at = step
+        tmp = self.dirpath / f".last.ckpt.tmp{os.getpid()}"
+        trainer.save_checkpoint(tmp)  # collective: every rank calls it, rank 0 writes
+        if trainer.is_global_zero:
+            if keep_step_file:
+                shutil.copyfile(tmp, self.dirpath / f".step.tmp{os.getpid()}")
+                os.replace(self.dirpath / f".step.tmp{os.getpid()}",
+                           self.dirpath / f"step_{step:06d}.ckpt")
+            os.replace(tmp, self.dirpath / "last.ckpt")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = pl_module.g_step
+        if step % self.every == 0:
+            self._save(trainer, step, keep_step_file=True)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer, pl_module.g_step, keep_step_file=False)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # Ctrl-C: keep what was learned since the last checkpoint.
+        if isinstance(exception, KeyboardInterrupt):
+            self._save(trainer, pl_module.g_step, keep_step_file=False)
+            log.warning("interrupted: saved %s", self.dirpath / "last.ckpt")
+
+
+class SampleGrid(Callback):
+    """Every `every` generator steps: the fixed validation photos through G_ema, written as a
+    PNG (content | stylized per row) under samples/ and to TensorBoard. Rank 0 only."""
+
+    def __init__(self, out_dir: Path, every: int) -> None:
+        self.out_dir = out_dir
+        self.every = every
+
+    @torch.no_grad()
+    def write(self, trainer: L.Trainer, pl_module: StylizerSystem) -> None:
+        if not trainer.is_global_zero or not pl_module.val_images:
+            return
+        g = pl_module.g_ema.eval()
+        rows = []
+        for image in pl_module.val_images:
+            stylized = g(image.to(pl_module.device)).float().cpu()
+            rows.append([image, stylized])
+        grid = make_grid(rows)
+        step = pl_module.g_step
+        save_image(grid, self.out_dir / f"step_{step:06d}.png")
+        logger = trainer.logger
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image("val/samples", grid[0], global_step=step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.g_step % self.every == 0:
+            self.write(trainer, pl_module)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if pl_module.g_step == 0:
+            self.write(trainer, pl_module)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> Path | None:
+    """null -> fresh run; 'last' -> this run's last.ckpt, else the newest last.ckpt of a
+    sibling run (same parent folder); a run directory -> its last.ckpt; a file -> itself."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        own = out_dir / "checkpoints" / "last.ckpt"
+        if own.is_file():
+            return own
+        siblings = sorted(
+            out_dir.parent.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not siblings:
+            raise ConfigError(
+                f"ckpt_path=last: no checkpoints/last.ckpt in {out_dir} or its sibling runs"
+            )
+        return siblings[-1]
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path}: {path} does not exist")
+    return path
+
+
+def build_criterion(loss_cfg) -> PerceptualCriterion:
+    layers = [*loss_cfg.style_layers, loss_cfg.content_layer]
+    vgg = build_vgg(layers, weights=loss_cfg.vgg.weights, pooling=loss_cfg.vgg.pooling)
+    return PerceptualCriterion(vgg, dict(loss_cfg.style_layers), loss_cfg.content_layer)
+
+
+def run(cfg: TrainConfig, out_dir: Path) -> Path:
+    """Train a stylizer; everything is written below out_dir. Returns the last checkpoint."""
+    validate_train(cfg)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    resume = resolve_ckpt_path(cfg.ckpt_path, out_dir)
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data_dir = data_dir_of(cfg.data_dir)
+
+    datamodule = PhotoDataModule(cfg.data, data_dir)
+    style_image = load_style_image(cfg.style, data_dir)
+    criterion = build_criterion(cfg.loss)
+    system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images())
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    t = cfg.trainer
+    trainer = L.Trainer(
+        default_root_dir=out_dir,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_epochs=-1,
+        max_steps=-1,  # the budget is trainer.steps generator steps, enforced by the system
+        logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version=""),
+        log_every_n_steps=t.log_every,
+        enable_checkpointing=False,
+        callbacks=[
+            PeriodicCheckpoint(ckpt_dir, t.ckpt_every),
+            SampleGrid(out_dir / "samples", t.image_every),
+        ],
+        enable_model_summary=False,
+    )
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    # weights_only: a resumed checkpoint is plain data, and anything else is refused unrun.
+    trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
+                weights_only=True)
+    return ckpt_dir / "last.ckpt"

@@ -1,0 +1,46 @@
+"""Shared fixtures: small generated photos and paintings; nothing is read from outside tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_photo(path: Path, size: tuple[int, int], seed: int) -> Path:
+    """A smooth random 'photo' (gradients + blobs) as an 8-bit RGB file."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([np.sin(xx * rng.uniform(2, 8) + c) * np.cos(yy * rng.uniform(2, 8)) for c in range(3)], -1)
+    img = (img - img.min()) / (np.ptp(img) + 1e-8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def write_painting(path: Path, size: tuple[int, int] = (96, 64), seed: int = 7) -> Path:
+    """Stripes and noise: a 'painting' with strong texture."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    stripes = (np.sin((xx + yy) / 3.0) > 0).astype(np.float32)
+    img = np.stack([stripes, 1 - stripes * 0.5, rng.random((h, w))], -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    for i, size in enumerate([(80, 60), (64, 96), (100, 70), (72, 72)]):
+        write_photo(root / ("sub" if i % 2 else "") / f"p{i}.png", size, seed=i)
+    return root
+
+
+@pytest.fixture
+def painting(tmp_path: Path) -> Path:
+    return write_painting(tmp_path / "painting.png")
