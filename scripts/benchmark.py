@@ -11,6 +11,7 @@ compare figures from one run of this script.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -67,8 +68,9 @@ def main() -> None:
     from gan_stylizer.train import build_criterion
 
     result: dict = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_native_bf16": cpu_has_bf16(),
@@ -85,15 +87,16 @@ def main() -> None:
     use_bf16 = device.type == "cuda" or cpu_has_bf16()
     for size in (512, 1024):
         x = torch.rand(1, 3, size, size, device=device)
+        forward = functools.partial(generator, x)
         with torch.no_grad():
-            flops = count_flops(lambda: generator(x))
+            flops = count_flops(forward)
             entry = {"gflop": round(flops / 1e9, 1)}
-            s = timed(lambda: generator(x), repeats)
+            s = timed(forward, repeats)
             entry["fp32_s"] = round(s, 4)
             entry["fp32_gflops"] = round(flops / s / 1e9, 1)
             if use_bf16:
                 with torch.autocast(device.type, dtype=torch.bfloat16):
-                    s = timed(lambda: generator(x), repeats)
+                    s = timed(forward, repeats)
                 entry["bf16_autocast_s"] = round(s, 4)
                 entry["bf16_autocast_gflops"] = round(flops / s / 1e9, 1)
         inference[f"{size}x{size}"] = entry

@@ -14,7 +14,9 @@ def write_photo(path: Path, size: tuple[int, int], seed: int) -> Path:
     rng = np.random.default_rng(seed)
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.stack([np.sin(xx * rng.uniform(2, 8) + c) * np.cos(yy * rng.uniform(2, 8)) for c in range(3)], -1)
+    img = np.stack(
+        [np.sin(xx * rng.uniform(2, 8) + c) * np.cos(yy * rng.uniform(2, 8)) for c in range(3)], -1
+    )
     img = (img - img.min()) / (np.ptp(img) + 1e-8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((img * 255).astype(np.uint8)).save(path)

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import write_photo
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 def cli(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / script), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -25,8 +27,14 @@ def test_stylize_by_optimization_writes_the_image(tmp_path, painting):
     photo = write_photo(tmp_path / "photo.jpg", (48, 40), seed=3)
     out = tmp_path / "out" / "result.png"
     proc = cli(
-        "stylize.py", f"input={photo}", f"output={out}", f"style.path={painting}",
-        "style.size=64", "size=40", "steps=3", cwd=tmp_path,
+        "stylize.py",
+        f"input={photo}",
+        f"output={out}",
+        f"style.path={painting}",
+        "style.size=64",
+        "size=40",
+        "steps=3",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (40, 33)
@@ -68,8 +76,14 @@ def test_unknown_style_name_is_a_clear_error(tmp_path):
 def test_train_debug_fast_then_stylize_with_the_checkpoint(tmp_path, photo_dir, painting):
     run_dir = tmp_path / "run"
     proc = cli(
-        "train.py", "debug=fast", "data=folder", f"data.root={photo_dir}",
-        f"style.path={painting}", "loss.vgg.weights=none", f"hydra.run.dir={run_dir}",
+        "train.py",
+        "debug=fast",
+        "data=folder",
+        f"data.root={photo_dir}",
+        f"style.path={painting}",
+        "style.name=test",
+        "loss.vgg.weights=none",
+        f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -91,8 +105,14 @@ def test_train_debug_fast_then_stylize_with_the_checkpoint(tmp_path, photo_dir, 
     proc = cli("stylize.py", f"ckpt={ckpt}", f"input={photos}", cwd=tmp_path)
     assert "skipped 2" in proc.stdout
     single = tmp_path / "single.png"
-    proc = cli("stylize.py", f"ckpt={ckpt}", f"input={photos / 'a.jpg'}", f"output={single}",
-               "size=40", cwd=tmp_path)
+    proc = cli(
+        "stylize.py",
+        f"ckpt={ckpt}",
+        f"input={photos / 'a.jpg'}",
+        f"output={single}",
+        "size=40",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Image.open(single).size == (40, 30)
 

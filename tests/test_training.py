@@ -14,16 +14,38 @@ from gan_stylizer.train import run
 
 def tiny_config(photo_dir: Path, painting: Path, **overrides) -> TrainConfig:
     cfg = {
-        "data": {"source": "folder", "root": str(photo_dir), "image_size": 32,
-                 "resize_long_side": [40, 48], "batch_size": 2, "num_workers": 0,
-                 "val_count": 1, "val_size": 48},
+        "data": {
+            "source": "folder",
+            "root": str(photo_dir),
+            "image_size": 32,
+            "resize_long_side": [40, 48],
+            "batch_size": 2,
+            "num_workers": 0,
+            "val_count": 1,
+            "val_size": 48,
+        },
         "style": {"name": "test", "path": str(painting), "size": 64},
-        "model": {"generator": {"channels": 4, "n_residual": 1},
-                  "discriminator": {"channels": 4, "n_layers": 2}},
-        "loss": {"adv": 0.5, "tv": 1.0, "r1": 1.0, "vgg": {"weights": "none"},
-                 "style_layers": {"relu1_1": 0.5, "relu2_1": 0.5}, "content_layer": "relu2_1"},
-        "trainer": {"steps": 2, "ckpt_every": 1, "image_every": 1, "log_every": 1,
-                    "precision": "32", "accelerator": "cpu", "devices": 1},
+        "model": {
+            "generator": {"channels": 4, "n_residual": 1},
+            "discriminator": {"channels": 4, "n_layers": 2},
+        },
+        "loss": {
+            "adv": 0.5,
+            "tv": 1.0,
+            "r1": 1.0,
+            "vgg": {"weights": "none"},
+            "style_layers": {"relu1_1": 0.5, "relu2_1": 0.5},
+            "content_layer": "relu2_1",
+        },
+        "trainer": {
+            "steps": 2,
+            "ckpt_every": 1,
+            "image_every": 1,
+            "log_every": 1,
+            "precision": "32",
+            "accelerator": "cpu",
+            "devices": 1,
+        },
     }
     for key, value in overrides.items():
         node = cfg
@@ -40,7 +62,9 @@ def test_run_writes_checkpoints_samples_and_logs(tmp_path, photo_dir, painting):
     assert last == out / "checkpoints" / "last.ckpt" and last.is_file()
     assert (out / "checkpoints" / "step_000001.ckpt").is_file()
     assert sorted(p.name for p in (out / "samples").glob("*.png")) == [
-        "step_000000.png", "step_000001.png", "step_000002.png"
+        "step_000000.png",
+        "step_000001.png",
+        "step_000002.png",
     ]
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert not list((out / "checkpoints").glob(".*tmp*")), "temporary files left behind"
@@ -82,7 +106,10 @@ def test_one_step_changes_g_and_d_but_not_vgg(tmp_path, photo_dir, painting):
     finally:
         train_mod.StylizerSystem = original
     system = seen["system"]
-    changed = lambda before, now: any(not torch.equal(a, b) for a, b in zip(before, now))  # noqa: E731
+
+    def changed(before, now):
+        return any(not torch.equal(a, b) for a, b in zip(before, list(now), strict=True))
+
     assert changed(seen["g"], system.generator.parameters())
     assert changed(seen["d"], system.discriminator.parameters())
     assert not changed(seen["vgg"], system.criterion.vgg.buffers())
@@ -129,7 +156,9 @@ def test_generator_loads_from_checkpoint_and_matches_g_ema(tmp_path, photo_dir, 
     assert out.shape == (1, 3, 37, 29)
 
 
-def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, photo_dir, painting, monkeypatch):
+def test_non_finite_losses_are_skipped_then_stop_the_run(
+    tmp_path, photo_dir, painting, monkeypatch
+):
     from gan_stylizer.perceptual import PerceptualCriterion
     from gan_stylizer.system import TrainingDiverged
 
@@ -200,8 +229,14 @@ def test_missing_and_empty_data_folders(tmp_path, painting):
     with pytest.raises(ConfigError, match="holds no images"):
         run(tiny_config(tmp_path / "empty", painting), tmp_path / "run")
     with pytest.raises(ConfigError, match="curl"):
-        run(tiny_config(tmp_path, painting, **{"data.source": "coco", "data.root": None,
-                                               "data_dir": str(tmp_path)}), tmp_path / "run")
+        run(
+            tiny_config(
+                tmp_path,
+                painting,
+                **{"data.source": "coco", "data.root": None, "data_dir": str(tmp_path)},
+            ),
+            tmp_path / "run",
+        )
 
 
 def test_batch_larger_than_dataset(tmp_path, photo_dir, painting):

@@ -1,7 +1,7 @@
 """The perceptual network: real Caffe weights, the right pixel convention, frozen, never saved."""
 
-import torch
 import pytest
+import torch
 
 from gan_stylizer.models import vgg as vgg_mod
 from gan_stylizer.models.vgg import (
@@ -102,7 +102,9 @@ def test_caffe_input_is_bgr_0_255_mean_subtracted(caffe_state):
     blue = torch.zeros(1, 3, 2, 2)
     blue[:, 2] = 1.0
     x = net.preprocess(blue)
-    assert torch.allclose(x[0, :, 0, 0], torch.tensor([255.0, 0.0, 0.0]) - torch.tensor(CAFFE_MEAN_BGR))
+    assert torch.allclose(
+        x[0, :, 0, 0], torch.tensor([255.0, 0.0, 0.0]) - torch.tensor(CAFFE_MEAN_BGR)
+    )
     # Had the channels not been swapped, the mean image would not be zero.
     swapped = net.preprocess(mean_rgb.flip(1).expand(1, 3, 2, 2))
     assert swapped.abs().max().item() > 10

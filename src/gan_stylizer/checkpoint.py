@@ -33,7 +33,9 @@ def load_checkpoint(path: str | Path) -> dict:
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first}") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {first}"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a gan-stylizer checkpoint (top level is not a dict)")
     return ckpt
@@ -43,7 +45,11 @@ def generator_config(ckpt: dict, path: Path) -> dict:
     try:
         config = ckpt["hyper_parameters"]["config"]
         g = config["model"]["generator"]
-        return {"channels": int(g["channels"]), "n_residual": int(g["n_residual"]), "norm": g["norm"]}
+        return {
+            "channels": int(g["channels"]),
+            "n_residual": int(g["n_residual"]),
+            "norm": g["norm"],
+        }
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(
             f"{path}: not a gan-stylizer checkpoint (no hyper_parameters.config.model.generator)"
@@ -68,5 +74,7 @@ def load_generator(path: str | Path, use_ema: bool = True) -> tuple[Generator, d
         generator.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         detail = " ".join(str(err).split())[:300]
-        raise CheckpointError(f"{path}: weights do not fit the generator it describes: {detail}") from None
+        raise CheckpointError(
+            f"{path}: weights do not fit the generator it describes: {detail}"
+        ) from None
     return generator.eval().requires_grad_(False), ckpt["hyper_parameters"]["config"]

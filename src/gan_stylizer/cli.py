@@ -14,7 +14,6 @@ from gan_stylizer.images import ImageError
 from gan_stylizer.models.vgg import VGGWeightsError
 from gan_stylizer.styles import StyleError
 
-
 EXPECTED = (ConfigError, ImageError, StyleError, VGGWeightsError, CheckpointError)
 
 

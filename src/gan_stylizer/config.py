@@ -41,7 +41,9 @@ class LossConfig:
     adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
     r1: float = 0.0  # R1 penalty weight on real samples (training only)
     style_layers: dict[str, float] = field(
-        default_factory=lambda: {name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS}
+        default_factory=lambda: {
+            name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
+        }
     )
     content_layer: str = DEFAULT_CONTENT_LAYER
     vgg: VGGConfig = field(default_factory=VGGConfig)

@@ -61,8 +61,9 @@ def random_resized_crop(
     target = int(torch.randint(long_side[0], long_side[1] + 1, (1,), generator=gen))
     scale = max(target / max(h, w), size / min(h, w))
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    image = F.interpolate(image, size=(new_h, new_w), mode="bilinear", antialias=True,
-                          align_corners=False).clamp(0, 1)
+    image = F.interpolate(
+        image, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
+    ).clamp(0, 1)
     top = int(torch.randint(0, new_h - size + 1, (1,), generator=gen))
     left = int(torch.randint(0, new_w - size + 1, (1,), generator=gen))
     crop = image[0, :, top : top + size, left : left + size]
@@ -131,7 +132,9 @@ class PhotoDataModule(L.LightningDataModule):
             raise ConfigError(f"data.root={root} is not a folder")
         files = list_images(root)
         if not files:
-            raise ConfigError(f"data.root={root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise ConfigError(
+                f"data.root={root} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
         return files
 
     def _val_files(self) -> list[Path]:

@@ -23,8 +23,13 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 MAX_PIXELS = 180_000_000
 
 _SAVE_FORMATS = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-    ".tif": "TIFF", ".tiff": "TIFF",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
 }
 
 
@@ -72,8 +77,9 @@ def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Im
                 w, h = img.size
                 if w * h > limit:
                     raise ImageError(
-                        path, f"refused as a possible decompression bomb: {w}x{h} pixels "
-                        f"exceeds the limit of {limit:,}"
+                        path,
+                        f"refused as a possible decompression bomb: {w}x{h} pixels "
+                        f"exceeds the limit of {limit:,}",
                     )
                 if w < 1 or h < 1:
                     raise ImageError(path, f"has no pixels ({w}x{h})")
@@ -183,7 +189,9 @@ def _as_batch(t: torch.Tensor) -> torch.Tensor:
     return t.unsqueeze(0) if t.dim() == 3 else t
 
 
-def make_grid(rows: list[list[torch.Tensor]], pad: int = 4, height: int | None = None) -> torch.Tensor:
+def make_grid(
+    rows: list[list[torch.Tensor]], pad: int = 4, height: int | None = None
+) -> torch.Tensor:
     """Contact sheet [1,3,H,W] in [0,1] from rows of [1,3,h,w] / [3,h,w] cells: every cell
     scaled to a common height (default: the first cell's), white `pad` px between cells and
     rows, rows padded on the right to the widest one."""
@@ -198,8 +206,9 @@ def make_grid(rows: list[list[torch.Tensor]], pad: int = 4, height: int | None =
             h, w = cell.shape[-2:]
             new_w = max(1, round(w * height / h))
             if (h, w) != (height, new_w):
-                cell = F.interpolate(cell, size=(height, new_w), mode="bilinear",
-                                     antialias=True, align_corners=False)
+                cell = F.interpolate(
+                    cell, size=(height, new_w), mode="bilinear", antialias=True, align_corners=False
+                )
             cells.append(cell.clamp(0, 1))
             cells.append(torch.ones(1, 3, height, pad))
         strips.append(torch.cat(cells[:-1], dim=-1))
@@ -244,7 +253,8 @@ def preserve_color(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tenso
     stylized image's size if they differ.
     """
     if content.shape[-2:] != stylized.shape[-2:]:
-        content = F.interpolate(content, size=stylized.shape[-2:], mode="bicubic",
-                                antialias=True, align_corners=False)
+        content = F.interpolate(
+            content, size=stylized.shape[-2:], mode="bicubic", antialias=True, align_corners=False
+        )
     yiq = torch.cat([rgb_to_yiq(stylized)[:, :1], rgb_to_yiq(content)[:, 1:]], dim=1)
     return yiq_to_rgb(yiq).clamp(0, 1)

@@ -21,7 +21,9 @@ def gram(features: torch.Tensor) -> torch.Tensor:
         return torch.bmm(flat, flat.transpose(1, 2))
 
 
-def style_layer_loss(target_gram: torch.Tensor, target_m: int, features: torch.Tensor) -> torch.Tensor:
+def style_layer_loss(
+    target_gram: torch.Tensor, target_m: int, features: torch.Tensor
+) -> torch.Tensor:
     """One layer's term 1/(4·N²·M²)·‖G(S) − G(G)‖², per sample: [B].
 
     The seed's formula assumes style and generated images of equal size M. To compare a style

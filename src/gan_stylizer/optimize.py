@@ -20,7 +20,9 @@ class OptimizeResult:
     image: torch.Tensor  # RGB [0,1] [1,3,H,W]
     steps: int
     seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)  # per step: style, content, tv, total
+    history: list[dict[str, float]] = field(
+        default_factory=list
+    )  # per step: style, content, tv, total
 
     @property
     def final(self) -> dict[str, float]:

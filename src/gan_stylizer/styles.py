@@ -36,27 +36,32 @@ REGISTRY: dict[str, StyleSpec] = {
     spec.name: spec
     for spec in (
         StyleSpec(
-            "starry_night", "Vincent van Gogh, The Starry Night (1889)",
+            "starry_night",
+            "Vincent van Gogh, The Starry Night (1889)",
             f"{_NEURAL_STYLE}/examples/inputs/starry_night.jpg",
             "0592ab0f7b51b3ce72608a95e53880bd93971e5b48f93a0ce8dfd3cbccf3d098",
         ),
         StyleSpec(
-            "the_scream", "Edvard Munch, The Scream (1893)",
+            "the_scream",
+            "Edvard Munch, The Scream (1893)",
             f"{_NEURAL_STYLE}/examples/inputs/the_scream.jpg",
             "f3075cddeb974a9ee1d6418f7f33fd05185a7ac7dcb4288bd2805d499a9dcaee",
         ),
         StyleSpec(
-            "great_wave", "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
+            "great_wave",
+            "Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)",
             f"{_FAST_NEURAL_STYLE}/images/styles/wave.jpg",
             "14bcf58a39b7095168f27756d76d0c615bb8954acc5eae9e62c66a9684c2ee2b",
         ),
         StyleSpec(
-            "composition_vii", "Wassily Kandinsky, Composition VII (1913)",
+            "composition_vii",
+            "Wassily Kandinsky, Composition VII (1913)",
             f"{_FAST_NEURAL_STYLE}/images/styles/composition_vii.jpg",
             "8f992ed4aecd6dd56972d7bc8166761de7c94e670ee6effa8fd05f3daeb33409",
         ),
         StyleSpec(
-            "shipwreck_of_the_minotaur", "J. M. W. Turner, The Shipwreck of the Minotaur (c. 1810)",
+            "shipwreck_of_the_minotaur",
+            "J. M. W. Turner, The Shipwreck of the Minotaur (c. 1810)",
             f"{_FAST_STYLE_TRANSFER}/examples/style/the_shipwreck_of_the_minotaur.jpg",
             "05e6d80cee6b2df5c3425f8f59105e62804d8a7ffe688aa69739c1f787a09dd9",
         ),

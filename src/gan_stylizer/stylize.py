@@ -108,11 +108,20 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> tuple[Callable, s
 
     def apply(content: torch.Tensor) -> torch.Tensor:
         result = stylize_by_optimization(
-            content.to(device), style_image, criterion,
+            content.to(device),
+            style_image,
+            criterion,
             preserve_colors=cfg.preserve_color,
-            alpha=cfg.loss.alpha, beta=cfg.loss.beta, tv=cfg.loss.tv,
-            steps=cfg.steps, optimizer=cfg.optimizer, lr=cfg.lr, init=cfg.init,
-            tol=cfg.tol, seed=cfg.seed, progress=sys.stderr.isatty(),
+            alpha=cfg.loss.alpha,
+            beta=cfg.loss.beta,
+            tv=cfg.loss.tv,
+            steps=cfg.steps,
+            optimizer=cfg.optimizer,
+            lr=cfg.lr,
+            init=cfg.init,
+            tol=cfg.tol,
+            seed=cfg.seed,
+            progress=sys.stderr.isatty(),
         )
         f = result.final
         print(
@@ -137,8 +146,10 @@ def run(cfg: StylizeConfig) -> int:
     done = skipped = failed = 0
     for src, dst in pairs:
         if dst.resolve() in inputs:
-            print(f"error: {dst}: output would overwrite an input; choose another output=",
-                  file=sys.stderr)
+            print(
+                f"error: {dst}: output would overwrite an input; choose another output=",
+                file=sys.stderr,
+            )
             failed += 1
             continue
         if dst.exists() and not cfg.overwrite:

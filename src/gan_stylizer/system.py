@@ -45,8 +45,9 @@ def random_style_crops(
         s = float(torch.empty(()).uniform_(scale[0], scale[1]))
         s = max(s, size / min(h, w))
         sh, sw = max(size, round(h * s)), max(size, round(w * s))
-        scaled = F.interpolate(style_image, size=(sh, sw), mode="bilinear", antialias=True,
-                               align_corners=False)
+        scaled = F.interpolate(
+            style_image, size=(sh, sw), mode="bilinear", antialias=True, align_corners=False
+        )
         top = int(torch.randint(0, sh - size + 1, ()))
         left = int(torch.randint(0, sw - size + 1, ()))
         crop = scaled[..., top : top + size, left : left + size]
@@ -117,7 +118,11 @@ class StylizerSystem(L.LightningModule):
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
 
     def _generator_step(
-        self, opt_g, content: torch.Tensor, stylized: torch.Tensor, adversarial: bool,
+        self,
+        opt_g,
+        content: torch.Tensor,
+        stylized: torch.Tensor,
+        adversarial: bool,
         warming_up: bool,
     ) -> dict[str, torch.Tensor]:
         """Perceptual and adversarial gradients are taken w.r.t. the stylized pixels, balanced
@@ -170,7 +175,9 @@ class StylizerSystem(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         loss_cfg = self.cfg.loss
         real = random_style_crops(
-            self.style_image, batch_size, fake.shape[-1],
+            self.style_image,
+            batch_size,
+            fake.shape[-1],
             tuple(self.cfg.model.discriminator.crop_scale),
         )
         with self.toggled_optimizer(opt_d):

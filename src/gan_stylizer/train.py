@@ -61,8 +61,9 @@ class PeriodicCheckpoint(Callback):
         if trainer.is_global_zero:
             if keep_step_file:
                 shutil.copyfile(tmp, self.dirpath / f".step.tmp{os.getpid()}")
-                os.replace(self.dirpath / f".step.tmp{os.getpid()}",
-                           self.dirpath / f"step_{step:06d}.ckpt")
+                os.replace(
+                    self.dirpath / f".step.tmp{os.getpid()}", self.dirpath / f"step_{step:06d}.ckpt"
+                )
             os.replace(tmp, self.dirpath / "last.ckpt")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -183,6 +184,7 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     if resume is not None:
         log.info("resuming from %s", resume)
     # weights_only: a resumed checkpoint is plain data, and anything else is refused unrun.
-    trainer.fit(system, datamodule=datamodule, ckpt_path=str(resume) if resume else None,
-                weights_only=True)
+    trainer.fit(
+        system, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True
+    )
     return ckpt_dir / "last.ckpt"

@@ -28,7 +28,12 @@ class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ norm + ReLU): keeps borders free of zero-padding artifacts."""
 
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int = 1, norm: str = "instance",
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int = 1,
+        norm: str = "instance",
         act: bool = True,
     ) -> None:
         layers: list[nn.Module] = [

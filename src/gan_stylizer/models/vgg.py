@@ -214,8 +214,6 @@ def _random_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_vgg(
-    layers: Sequence[str], weights: str = "caffe", pooling: str = "max"
-) -> VGG19Features:
+def build_vgg(layers: Sequence[str], weights: str = "caffe", pooling: str = "max") -> VGG19Features:
     """Frozen VGG19 with the given taps; see VGG19Features."""
     return VGG19Features(layers, weights=weights, pooling=pooling)
