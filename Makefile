@@ -29,10 +29,12 @@ format: setup
 
 # The main job on the embedded default: a short training run on the photos that scikit-image
 # ships, then one-pass stylization of one of them with the trained generator.
+DEMO_DIR := outputs/quickstart/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: setup
-	$(PY) train.py experiment=quickstart hydra.run.dir=outputs/quickstart
-	$(PY) scripts/sample_photo.py outputs/quickstart/photo.png
-	$(PY) stylize.py ckpt=outputs/quickstart/checkpoints/last.ckpt input=outputs/quickstart/photo.png output=outputs/quickstart/photo_stylized.png
+	$(PY) train.py experiment=quickstart hydra.run.dir=$(DEMO_DIR)
+	$(PY) scripts/sample_photo.py $(DEMO_DIR)/photo.png
+	$(PY) stylize.py ckpt=$(DEMO_DIR)/checkpoints/last.ckpt input=$(DEMO_DIR)/photo.png output=$(DEMO_DIR)/photo_stylized.png
+	@echo "demo: see $(DEMO_DIR)/photo_stylized.png and $(DEMO_DIR)/samples/"
 
 benchmark: setup
 	$(PY) scripts/benchmark.py

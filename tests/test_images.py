@@ -154,3 +154,12 @@ def test_preserve_color_keeps_luminance_of_stylized_and_chroma_of_content():
     assert torch.allclose(yiq_out[:, :1], yiq_s[:, :1], atol=1e-4)
     assert torch.allclose(yiq_out[:, 1:], yiq_c[:, 1:], atol=1e-4)
     assert torch.allclose(images.yiq_to_rgb(yiq_c), content, atol=1e-5)
+
+
+@pytest.mark.parametrize("ext", [".webp", ".bmp", ".tif", ".jpg"])
+def test_every_supported_format_reads_and_writes(tmp_path, ext):
+    t = torch.full((1, 3, 6, 5), 0.5)
+    save_image(t, tmp_path / f"x{ext}")
+    back = load_image(tmp_path / f"x{ext}")
+    assert back.shape == (1, 3, 6, 5)
+    assert (back - t).abs().max().item() < 0.05

@@ -39,6 +39,7 @@ def tiny_config(photo_dir: Path, painting: Path, **overrides) -> TrainConfig:
         },
         "trainer": {
             "steps": 2,
+            "warmup_steps": 0,
             "ckpt_every": 1,
             "image_every": 1,
             "log_every": 1,
@@ -242,3 +243,21 @@ def test_missing_and_empty_data_folders(tmp_path, painting):
 def test_batch_larger_than_dataset(tmp_path, photo_dir, painting):
     with pytest.raises(ConfigError, match="batch_size"):
         run(tiny_config(photo_dir, painting, **{"data.batch_size": 50}), tmp_path / "run")
+
+
+def test_a_fresh_run_never_overwrites_an_earlier_one(tmp_path, photo_dir, painting):
+    out = tmp_path / "run"
+    run(tiny_config(photo_dir, painting), out)
+    before = (out / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(ConfigError, match="ckpt_path=last"):
+        run(tiny_config(photo_dir, painting), out)
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_warmup_steps_train_g_on_content_only(tmp_path, photo_dir, painting):
+    cfg = tiny_config(photo_dir, painting, **{"trainer.warmup_steps": 2})
+    last = run(cfg, tmp_path / "run")
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["gan_stylizer"]["g_step"] == 2
+    assert ckpt["global_step"] == 2  # only G stepped: one optimizer step per batch
+    assert ckpt["optimizer_states"][1]["state"] == {}  # D's Adam never stepped

@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 class StyleConfig:
     name: str = "starry_night"
     path: str | None = None  # any painting: overrides the registry
-    size: int = 512  # long side (px) the painting is scaled to: sets the stroke scale
+    size: int = 512  # long side (px) of the painting: sets the stroke scale (train.yaml: 768)
 
 
 @dataclass
@@ -34,10 +34,10 @@ class VGGConfig:
 
 @dataclass
 class LossConfig:
-    alpha: float = 300.0  # style weight
+    alpha: float = 5.0  # style weight (training; loss=optimize uses 300)
     beta: float = 1.0  # content weight
     tv: float = 0.0  # total-variation weight
-    adv: float = 0.0  # adversarial weight (training only)
+    adv: float = 0.1  # adversarial weight, relative (training only)
     adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
     r1: float = 0.0  # R1 penalty weight on real samples (training only)
     style_layers: dict[str, float] = field(
@@ -75,7 +75,7 @@ class DataConfig:
     source: str = "samples"  # samples | folder | coco
     root: str | None = None  # folder of training photos (data=folder, data=coco)
     val_root: str | None = None  # photos for the fixed validation grid; default: from root
-    image_size: int = 256  # training crop (px)
+    image_size: int = 128  # training crop (px)
     # Each photo is first resized so its long side is a random value in this range, then
     # cropped: the generator sees scenes at the scale users stylize them (about 512 px).
     resize_long_side: tuple[int, int] = (384, 640)
@@ -87,15 +87,15 @@ class DataConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 2000  # generator updates (= batches); trainer.global_step counts 2 per batch
+    steps: int = 3000  # generator updates (= batches); trainer.global_step counts 2 per batch
     lr_g: float = 1e-3
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.999
-    warmup_steps: int = 0  # content-only generator steps before style and D kick in
+    warmup_steps: int = 50  # content-only generator steps before style and D kick in
     clip_grad: float = 0.0  # max grad norm for G and D (0 = off)
     max_nonfinite: int = 10  # consecutive skipped steps before the run stops
-    ckpt_every: int = 250  # generator steps between checkpoints (last.ckpt is always kept)
+    ckpt_every: int = 500  # generator steps between checkpoints (last.ckpt is always kept)
     image_every: int = 250  # generator steps between validation image grids
     log_every: int = 10  # generator steps between scalar logs
     accelerator: str = "auto"

@@ -151,6 +151,12 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     resume = resolve_ckpt_path(cfg.ckpt_path, out_dir)
+    if resume is None and (ckpt_dir / "last.ckpt").exists():
+        # A fresh run here would overwrite the checkpoints of the one before it.
+        raise ConfigError(
+            f"{out_dir} already holds a run ({ckpt_dir / 'last.ckpt'}); resume it with "
+            "ckpt_path=last, or choose another hydra.run.dir"
+        )
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
