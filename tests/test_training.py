@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,12 @@ def test_run_writes_checkpoints_samples_and_logs(tmp_path, photo_dir, painting):
     ]
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert not list((out / "checkpoints").glob(".*tmp*")), "temporary files left behind"
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["versions"]["torch"] == torch.__version__ and "config" in info
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["g_step"] == 2 and metrics["seconds_per_step"] > 0
+    assert len(metrics["val"]["per_image"]) == 1
+    assert all(math.isfinite(v) for v in metrics["val"]["mean"].values())
 
 
 def test_checkpoint_is_plain_data_without_vgg(tmp_path, photo_dir, painting):

@@ -34,7 +34,7 @@ def list_images(root: Path) -> list[Path]:
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / name)
-    return found
+    return sorted(found)
 
 
 def sample_photos() -> list[Path]:

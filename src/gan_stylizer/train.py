@@ -3,9 +3,16 @@ composes the config and passes the run directory in, so tests call run() directl
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import platform
 import shutil
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning as L
@@ -13,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from gan_stylizer.config import ConfigError, TrainConfig, validate_train
+from gan_stylizer.config import ConfigError, TrainConfig, to_plain, validate_train
 from gan_stylizer.data import PhotoDataModule
 from gan_stylizer.images import load_image, make_grid, save_image
 from gan_stylizer.models.vgg import build_vgg
@@ -57,7 +64,8 @@ class PeriodicCheckpoint(Callback):
             return
         self._saved_at = step
         tmp = self.dirpath / f".last.ckpt.tmp{os.getpid()}"
-        trainer.save_checkpoint(tmp)  # collective: every rank calls it, rank 0 writes
+        # Collective: every rank calls it, rank 0 writes. Full state (optimizers too), for resume.
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             if keep_step_file:
                 shutil.copyfile(tmp, self.dirpath / f".step.tmp{os.getpid()}")
@@ -114,6 +122,99 @@ class SampleGrid(Callback):
             self.write(trainer, pl_module)
 
 
+class RunSummary(Callback):
+    """metrics.json at the end of training (rank 0): steps, seconds per step, and the seed's
+    losses of G_ema on the fixed validation photos, so runs (and sweep points) can be ranked."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._start = (0.0, 0)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = (time.perf_counter(), pl_module.g_step)
+
+    @torch.no_grad()
+    def on_train_end(self, trainer, pl_module: StylizerSystem) -> None:
+        if not trainer.is_global_zero:
+            return
+        seconds = time.perf_counter() - self._start[0]
+        steps = pl_module.g_step - self._start[1]
+        loss = pl_module.cfg.loss
+        per_image = []
+        for image in pl_module.val_images:
+            image = image.to(pl_module.device)
+            stylized = pl_module.g_ema.eval()(image)
+            target = pl_module.criterion.content_features(image)
+            l_style, l_content = pl_module.criterion(stylized, target)
+            per_image.append(
+                {
+                    "style": l_style.item(),
+                    "content": l_content.item(),
+                    "total": loss.alpha * l_style.item() + loss.beta * l_content.item(),
+                }
+            )
+        mean = (
+            {k: sum(m[k] for m in per_image) / len(per_image) for k in per_image[0]}
+            if per_image
+            else {}
+        )
+        metrics = {
+            "g_step": pl_module.g_step,
+            "steps_this_session": steps,
+            "seconds_this_session": round(seconds, 1),
+            "seconds_per_step": round(seconds / steps, 4) if steps else None,
+            "nonfinite_skipped": pl_module.nonfinite_total,
+            "alpha": loss.alpha,
+            "beta": loss.beta,
+            "val": {"mean": mean, "per_image": per_image},
+        }
+        (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def write_run_info(out_dir: Path, cfg: TrainConfig) -> None:
+    """run_info.json: library versions, git commit, command line: what reproduces the run."""
+    import lightning
+    import torchvision
+
+    repo = Path(__file__).resolve().parents[2]
+    commit = dirty = None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain"],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    info = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "versions": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "lightning": lightning.__version__,
+        },
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "config": to_plain(cfg),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
 def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> Path | None:
     """null -> fresh run; 'last' -> this run's last.ckpt, else the newest last.ckpt of a
     sibling run (same parent folder); a run directory -> its last.ckpt; a file -> itself."""
@@ -168,6 +269,10 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images())
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
+        write_run_info(out_dir, cfg)
+    # VGG and G_ema are in eval mode on purpose (frozen network, inference copy).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     t = cfg.trainer
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -184,6 +289,7 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
         callbacks=[
             PeriodicCheckpoint(ckpt_dir, t.ckpt_every),
             SampleGrid(out_dir / "samples", t.image_every),
+            RunSummary(out_dir),
         ],
         enable_model_summary=False,
     )
