@@ -39,6 +39,7 @@ def test_stylize_by_optimization_writes_the_image(tmp_path, painting):
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (40, 33)
     assert "3 steps" in proc.stdout
+    assert not list(tmp_path.glob("*.log")) and not (tmp_path / ".hydra").exists()
 
 
 def test_stylize_refuses_typos_and_bad_types_in_one_clear_message(tmp_path):
