@@ -283,7 +283,9 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
         precision=t.precision,
         max_epochs=-1,
         max_steps=-1,  # the budget is trainer.steps generator steps, enforced by the system
-        logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version=""),
+        logger=TensorBoardLogger(
+            save_dir=str(out_dir), name="tb", version="", default_hp_metric=False
+        ),
         log_every_n_steps=t.log_every,
         enable_checkpointing=False,
         callbacks=[
