@@ -1,14 +1,20 @@
-"""The one place that reads and writes images and knows pixel conventions.
+"""Images in and out: every file becomes a float32 RGB tensor [B, 3, H, W] in [0, 1].
 
-Everywhere else an image is a float32 RGB tensor in [0, 1] of shape [B, 3, H, W]. Reading
-decodes fully (a truncated file fails here, not mid-training), applies EXIF orientation, and
-converts every mode to 8-bit RGB; writing is atomic (temporary file, then rename).
+This is the one module that touches Pillow and knows pixel conventions. Reading decodes the
+whole file up front (a truncated photo fails here, with its path, not mid-training), applies the
+EXIF orientation, takes the first frame and converts every Pillow mode to 8-bit RGB, compositing
+transparency on white. Writing is atomic: a temporary file in the target folder, fsync, rename.
+Every failure is an `ImageError` whose message is one line, "<path>: <problem>".
+
+Embedded ICC colour profiles are not applied: pixel values are taken to be sRGB.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
+import struct
 import warnings
 from pathlib import Path
 
@@ -17,10 +23,32 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-# Refuse images above this many pixels before decoding them (decompression bombs). 180 MP is
-# well above a 16K photo (16384 x 9216 = 151 MP) and far below what would exhaust memory.
-MAX_PIXELS = 180_000_000
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "ImageError",
+    "load_image",
+    "long_side_size",
+    "luminance",
+    "make_grid",
+    "pil_to_tensor",
+    "preserve_color",
+    "read_rgb",
+    "resize_long_side",
+    "rgb_to_yiq",
+    "save_image",
+    "tensor_to_pil",
+    "yiq_to_rgb",
+]
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+)
+
+# Images with more pixels are refused before decoding (decompression bombs). This is Pillow's
+# own hard limit, 2 x Image.MAX_IMAGE_PIXELS (~179 MP): above a 16K frame (16384 x 9216 =
+# 151 MP), below what would exhaust memory once decoded (179 MP is 2.1 GB as a float tensor).
+MAX_PIXELS: int = 178_956_970
 
 _SAVE_FORMATS = {
     ".png": "PNG",
@@ -31,230 +59,413 @@ _SAVE_FORMATS = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+# Modes that Pillow decodes 16-bit greyscale into. "I" is 32-bit signed, but the files that
+# produce it (16-bit PNG/PGM/TIFF in some Pillow versions) hold 0-65535.
+_WIDE_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# What a malformed file can make Pillow's decoders raise (UnidentifiedImageError is an OSError).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 
 
 class ImageError(Exception):
-    """An image cannot be read or written. str() is one line: '<path>: <problem>'."""
+    """An image cannot be read or written; str() is one line, "<path>: <problem>"."""
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        self.path = str(path)
-        self.problem = " ".join(str(problem).split())
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = " ".join(str(problem).split())  # Pillow messages may hold newlines
         super().__init__(f"{self.path}: {self.problem}")
 
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB; transparency composited on white."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) grey: scale 0-65535 to 0-255 instead of clipping at 255.
-        a = np.asarray(img, dtype=np.float64)
-        a = a / 257.0 if a.max(initial=0) > 255 or mode.startswith("I;16") else a
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode == "F":
-        a = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return Image.fromarray(a, "L").convert("RGB")
-    if mode == "P" and "transparency" in img.info or mode in ("PA", "LA", "La", "RGBa"):
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode == "RGBA":
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, img).convert("RGB")
-    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:
+        # Rebuild from (path, problem), not from the formatted message, when pickled (workers).
+        return (type(self), (self.path, self.problem))
 
 
-def read_rgb(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
-    """Read an image file as 8-bit RGB (first frame, EXIF-oriented); ImageError on any fault."""
-    path = Path(path)
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = None) -> Image.Image:
+    """Read an image file as an 8-bit RGB PIL image: first frame, EXIF-oriented, fully decoded.
+
+    Transparency is composited on white; 16-bit greyscale is scaled (/257), not clipped. Images
+    with more than `max_pixels` pixels (default `MAX_PIXELS`) are refused from the header size,
+    before any decoding; Pillow's own hard limit (2 x `Image.MAX_IMAGE_PIXELS`) applies as well.
+    Raises `ImageError` for every problem with the file.
+    """
     limit = MAX_PIXELS if max_pixels is None else max_pixels
-    if path.is_dir():
-        raise ImageError(path, "is a folder, not an image file")
+    if limit < 1:
+        raise ValueError(f"max_pixels must be positive, got {limit}")
+    file = Path(path)
     try:
+        _check_is_file(file, path)
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > limit:
-                    raise ImageError(
-                        path,
-                        f"refused as a possible decompression bomb: {w}x{h} pixels "
-                        f"exceeds the limit of {limit:,}",
-                    )
-                if w < 1 or h < 1:
-                    raise ImageError(path, f"has no pixels ({w}x{h})")
-                img.seek(0)  # animated GIF / multi-page TIFF: the first frame
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img).copy()
+            # Our limit below replaces Pillow's warning; its hard error is still raised and mapped.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Broken EXIF is tolerated on purpose (see _exif_transpose): no warning per photo.
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+            with Image.open(file) as img:
+                _check_pixel_count(path, img.size, limit)
+                img.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame
+                img.load()  # decode everything now, so a truncated file fails here
+                oriented = _exif_transpose(img)
+                rgb = _convert(path, oriented)
+                return rgb.copy() if rgb is img else rgb  # detach from the file being closed
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image file") from None
     except PermissionError:
         raise ImageError(path, "permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (cannot identify image format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except Image.DecompressionBombError as err:
         raise ImageError(path, f"refused as a possible decompression bomb: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageError(path, f"corrupt or truncated image: {err}") from None
+    except MemoryError:
+        raise ImageError(path, "not enough memory to decode this image") from None
+    except _DECODE_ERRORS as err:
+        raise ImageError(path, f"corrupt or truncated image ({_reason(err)})") from None
+
+
+def _check_is_file(file: Path, shown: str | os.PathLike[str]) -> None:
+    """Refuse folders, devices/FIFOs (which would block) and empty files with their own words."""
+    if file.is_dir():
+        raise ImageError(shown, "is a folder, not an image file")
+    if file.exists() and not file.is_file():
+        raise ImageError(shown, "not a regular file")
+    if file.stat().st_size == 0:  # FileNotFoundError here is mapped by the caller
+        raise ImageError(shown, "not an image file (the file is empty)")
+
+
+def _check_pixel_count(shown: str | os.PathLike[str], size: tuple[int, int], limit: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(shown, f"has no pixels ({width}x{height})")
+    if width * height > limit:
+        raise ImageError(
+            shown,
+            f"refused as a possible decompression bomb: {width}x{height} pixels exceeds the "
+            f"limit of {limit:,} (pass a larger max_pixels if the image is genuine)",
+        )
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block leaves the pixels as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (*_DECODE_ERRORS, KeyError, TypeError):
+        # Cameras and editors write malformed EXIF often; the pixel data is still fine, and
+        # refusing the photo over its metadata would be worse than showing it unrotated.
+        return img
+
+
+def _convert(shown: str | os.PathLike[str], img: Image.Image) -> Image.Image:
+    try:
+        return _to_rgb(img)
+    except ValueError as err:  # e.g. LAB: Pillow has no conversion to RGB
+        raise ImageError(shown, f"unsupported colour mode {img.mode} ({_reason(err)})") from None
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        return True
+    # A palette may carry alpha itself (e.g. some WebP and PNG files), without info["transparency"].
+    return img.mode == "P" and img.palette is not None and img.palette.mode == "RGBA"
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; transparency composited on white, 16-bit scaled by 1/257."""
+    if img.mode in _WIDE_GREY_MODES:
+        return _wide_grey_to_rgb(img)
+    if img.mode == "F":
+        # Float images are taken in Pillow's own convention (0-255, as convert("L") does), but
+        # rounded rather than truncated; values outside are clipped, NaN becomes black.
+        grey = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
+        return _grey_u8(grey)
+    if _has_alpha(img):
+        rgba = img.convert("RGBA")  # also resolves palettes, tRNS colours, premultiplied alpha
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode == "RGB":
+        return img
+    return img.convert("RGB")  # 1, L, P, CMYK, YCbCr, HSV
+
+
+def _wide_grey_to_rgb(img: Image.Image) -> Image.Image:
+    values = np.asarray(img).astype(np.float64)
+    grey = values / 257.0  # 65535 -> 255 exactly; clipping at 255 would turn most pixels white
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):  # a 16-bit PNG's tRNS names one grey value
+        grey[values == transparent] = 255.0
+    return _grey_u8(grey)
+
+
+def _grey_u8(grey: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert("RGB")
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """8-bit RGB PIL image -> float32 [1,3,H,W] in [0,1]."""
-    a = np.array(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+    """PIL image (any mode) -> float32 [1, 3, H, W] in [0, 1]."""
+    pixels = np.array(_to_rgb(img), dtype=np.uint8)  # a copy: torch must own writable memory
+    return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
 
 
-def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """[1,3,H,W] or [3,H,W] in [0,1] -> 8-bit RGB PIL image (clamped, rounded)."""
-    if image.dim() == 4:
-        if image.shape[0] != 1:
-            raise ValueError(f"tensor_to_pil takes one image, got a batch of {image.shape[0]}")
-        image = image[0]
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"tensor_to_pil expects [3, H, W], got {tuple(image.shape)}")
-    a = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu()
-    return Image.fromarray(a.numpy(), "RGB")
+def long_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) scaled so that the long side is `size`, rounded, each side at least 1."""
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    long = max(height, width)
+    # Integer arithmetic: half-up rounding, and the long side is exactly `size`.
+    return max(1, (height * size + long // 2) // long), max(1, (width * size + long // 2) // long)
 
 
-def long_side_size(h: int, w: int, size: int) -> tuple[int, int]:
-    """(h, w) scaled so that the long side is `size`; each side at least 1."""
-    scale = size / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
+def load_image(
+    path: str | os.PathLike[str], size: int | None = None, max_pixels: int | None = None
+) -> torch.Tensor:
+    """Read an image file as float32 RGB [1, 3, H, W] in [0, 1], long side `size` if given.
+
+    Resizing uses Lanczos on the 8-bit image (aspect kept). Raises `ImageError`.
+    """
+    img = read_rgb(path, max_pixels=max_pixels)
+    if size is not None:
+        width, height = img.size
+        new_height, new_width = long_side_size(height, width, size)
+        if (new_height, new_width) != (height, width):
+            img = img.resize((new_width, new_height), Image.Resampling.LANCZOS)
+    return pil_to_tensor(img)
 
 
 def resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
-    """[B,3,H,W] in [0,1] -> long side `size` (antialiased bicubic, clamped to [0,1])."""
-    h, w = image.shape[-2:]
-    new = long_side_size(h, w, size)
-    if new == (h, w):
+    """[B, 3, H, W] in [0, 1] -> [B, 3, h, w] with long side `size`, aspect kept, in [0, 1].
+
+    Antialiased bicubic; clamped because bicubic overshoots at edges. Returned unchanged if the
+    long side already is `size`.
+    """
+    _check_rgb(image, "image")
+    height, width = image.shape[-2:]
+    new = long_side_size(height, width, size)
+    if new == (height, width):
         return image
     out = F.interpolate(image, size=new, mode="bicubic", antialias=True, align_corners=False)
     return out.clamp(0, 1)
 
 
-def load_image(
-    path: str | os.PathLike, size: int | None = None, max_pixels: int | None = None
-) -> torch.Tensor:
-    """Read an image file as float32 RGB [1,3,H,W] in [0,1], long side `size` if given."""
-    img = read_rgb(path, max_pixels=max_pixels)
-    if size is not None:
-        w, h = img.size
-        new_h, new_w = long_side_size(h, w, size)
-        if (new_h, new_w) != (h, w):
-            img = img.resize((new_w, new_h), Image.LANCZOS)
-    return pil_to_tensor(img)
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """Float [1, 3, H, W] or [3, H, W] in [0, 1] -> 8-bit RGB PIL image (clamped, rounded).
+
+    Raises ValueError for a batch of several images, a wrong shape, an integer tensor (whose
+    0-255 values would all clamp to white) or NaN/inf values (a diverged network).
+    """
+    if image.dim() == 4:
+        if image.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {image.shape[0]}")
+        image = image[0]
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an RGB tensor [3, H, W], got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise ValueError(f"expected a float tensor in [0, 1], got dtype {image.dtype}")
+    pixels = image.detach().to("cpu", torch.float32)
+    if not torch.isfinite(pixels).all():
+        raise ValueError("the image holds NaN or infinite values")
+    pixels = pixels.clamp(0, 1).mul(255).round().to(torch.uint8)  # round: 0.999/255*255 -> 1
+    return Image.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB")
 
 
 def save_image(
-    image: torch.Tensor | Image.Image, path: str | os.PathLike, quality: int = 95
+    image: torch.Tensor | Image.Image, path: str | os.PathLike[str], quality: int = 95
 ) -> Path:
-    """Write an RGB [1,3,H,W]/[3,H,W] tensor in [0,1] (or a PIL image) atomically.
+    """Write an RGB image ([1, 3, H, W] / [3, H, W] float in [0, 1], or PIL) atomically.
 
-    The bytes go to a temporary file in the target folder, are flushed to disk, and only then
-    renamed over `path`: a crash or a full disk never leaves a half-written file, and an
-    existing file at `path` stays intact on failure.
+    The format comes from the extension (png, jpg/jpeg, webp, bmp, tif/tiff); `quality` (1-100)
+    applies to JPEG and WebP. The bytes go to a temporary file beside `path`, are fsynced, and
+    only then renamed over it: a crash or a full disk never leaves a half-written image, and an
+    existing file at `path` stays intact. Parent folders are created. Returns `path`.
     """
-    path = Path(path)
-    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    target = Path(path)
+    fmt = _SAVE_FORMATS.get(target.suffix.lower())
     if fmt is None:
-        raise ImageError(
-            path, f"unknown output format {path.suffix!r}; use one of {', '.join(_SAVE_FORMATS)}"
-        )
-    img = image if isinstance(image, Image.Image) else tensor_to_pil(image)
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    tmp_name = None
+        known = ", ".join(_SAVE_FORMATS)
+        raise ImageError(path, f"unknown output format {target.suffix!r}; use one of {known}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as tmp:
-            tmp_name = tmp.name
-            img.save(tmp, format=fmt, **options)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
+        img = _to_rgb(image) if isinstance(image, Image.Image) else tensor_to_pil(image)
+    except ValueError as err:
+        raise ImageError(path, f"nothing written: {err}") from None
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ImageError(path, f"could not write: {err.strerror or err}") from None
+        raise ImageError(path, f"could not create the folder: {_reason(err)}") from None
+    tmp: str | None = None
+    try:
+        fd, tmp = _create_temp(target)
+        with os.fdopen(fd, "wb") as out:
+            img.save(out, format=fmt, **options)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        tmp = None
+        _fsync_dir(target.parent)
+    except (OSError, ValueError) as err:
+        raise ImageError(path, f"could not write: {_reason(err)}") from None
     finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-    return path
+        if tmp is not None:  # any failure, including KeyboardInterrupt: no temp file left
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return target
 
 
-def _as_batch(t: torch.Tensor) -> torch.Tensor:
-    return t.unsqueeze(0) if t.dim() == 3 else t
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new hidden file `.<name>.<random>.tmp` beside target: (fd, path).
+
+    os.open with mode 0o666 lets the umask set the permissions, as a plain open() would;
+    tempfile's 0o600 would make every output private to its owner after the rename.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = target.parent / f".{target.name[:100]}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {target.parent}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; best effort (not possible on every OS/filesystem)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err) or type(err).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Contact sheets
+
+
+def _as_batch(image: torch.Tensor) -> torch.Tensor:
+    return image.unsqueeze(0) if image.dim() == 3 else image
 
 
 def make_grid(
     rows: list[list[torch.Tensor]], pad: int = 4, height: int | None = None
 ) -> torch.Tensor:
-    """Contact sheet [1,3,H,W] in [0,1] from rows of [1,3,h,w] / [3,h,w] cells: every cell
-    scaled to a common height (default: the first cell's), white `pad` px between cells and
-    rows, rows padded on the right to the widest one."""
-    if not rows or not rows[0]:
-        raise ValueError("make_grid needs at least one cell")
-    height = height or _as_batch(rows[0][0]).shape[-2]
+    """Contact sheet: rows of [1, 3, h, w] / [3, h, w] cells in [0, 1] -> [1, 3, H, W] on CPU.
+
+    Every cell is scaled to a common height (default: the first cell's), keeping its aspect;
+    cells in a row and the rows themselves are separated by `pad` white pixels, and shorter rows
+    are padded on the right with white to the widest one.
+    """
+    if not rows or not all(rows):
+        raise ValueError("make_grid needs at least one row, and at least one cell in every row")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    height = _as_batch(rows[0][0]).shape[-2] if height is None else height
+    if height < 1:
+        raise ValueError(f"height must be positive, got {height}")
+
     strips = []
     for row in rows:
-        cells = []
+        pieces = []
         for cell in row:
-            cell = _as_batch(cell).float().cpu()
+            cell = _as_batch(cell).detach().to("cpu", torch.float32)
+            _check_rgb(cell, "grid cell")
+            if cell.shape[0] != 1:
+                raise ValueError(f"grid cells are single images, got a batch of {cell.shape[0]}")
             h, w = cell.shape[-2:]
-            new_w = max(1, round(w * height / h))
-            if (h, w) != (height, new_w):
+            size = (height, max(1, (w * height + h // 2) // h))
+            if size != (h, w):
                 cell = F.interpolate(
-                    cell, size=(height, new_w), mode="bilinear", antialias=True, align_corners=False
+                    cell, size=size, mode="bilinear", antialias=True, align_corners=False
                 )
-            cells.append(cell.clamp(0, 1))
-            cells.append(torch.ones(1, 3, height, pad))
-        strips.append(torch.cat(cells[:-1], dim=-1))
-    width = max(s.shape[-1] for s in strips)
-    out = []
+            pieces += [cell.clamp(0, 1), torch.ones(1, 3, height, pad)]
+        strips.append(torch.cat(pieces[:-1], dim=-1))
+
+    width = max(strip.shape[-1] for strip in strips)
+    pieces = []
     for strip in strips:
-        out.append(F.pad(strip, (0, width - strip.shape[-1]), value=1.0))
-        out.append(torch.ones(1, 3, pad, width))
-    return torch.cat(out[:-1], dim=-2)
+        pieces += [
+            F.pad(strip, (0, width - strip.shape[-1]), value=1.0),
+            torch.ones(1, 3, pad, width),
+        ]
+    return torch.cat(pieces[:-1], dim=-2)
 
 
-# YIQ (NTSC): Y is luminance; I and Q carry the colour.
+# ----------------------------------------------------------------------------------------------
+# Colour: luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors")
+
+# NTSC YIQ: Y is luma (Rec. 601 weights); I and Q carry the colour.
 _RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+    [
+        [0.299, 0.587, 0.114],
+        [0.595716, -0.274453, -0.321263],
+        [0.211456, -0.522591, 0.311135],
+    ],
+    dtype=torch.float64,
 )
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)  # exact inverse, so a round trip is lossless
+
+
+def _check_rgb(image: torch.Tensor, name: str) -> None:
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"{name} must be [B, 3, H, W], got shape {tuple(image.shape)}")
 
 
 def _mix(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    _check_rgb(image, "image")
     return torch.einsum("ij,bjhw->bihw", matrix.to(image.device, image.dtype), image)
 
 
 def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
-    """[B,3,H,W] RGB -> YIQ (Y in [0,1], I and Q signed)."""
+    """[B, 3, H, W] RGB in [0, 1] -> YIQ: Y in [0, 1], I in about ±0.6, Q in about ±0.52."""
     return _mix(_RGB_TO_YIQ, image)
 
 
 def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
-    """[B,3,H,W] YIQ -> RGB (not clamped)."""
+    """[B, 3, H, W] YIQ -> RGB, not clamped (a YIQ triple may lie outside the RGB cube)."""
     return _mix(_YIQ_TO_RGB, image)
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
-    """[B,3,H,W] RGB in [0,1] -> luminance Y [B,1,H,W] in [0,1]."""
+    """[B, 3, H, W] RGB in [0, 1] -> luma Y [B, 1, H, W] in [0, 1] (Rec. 601 weights)."""
     return rgb_to_yiq(image)[:, :1]
 
 
 def preserve_color(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
-    """The stylized image's luminance with the content's colour (I, Q): RGB [B,3,H,W] in [0,1].
+    """[B, 3, H, W] in [0, 1]: the stylized image's luminance with the content's colour (I, Q).
 
-    Luminance-only transfer, as Gatys et al. (2017) describe; the content is resized to the
-    stylized image's size if they differ.
+    Luminance-only transfer (Gatys et al. 2017): the style changes the strokes and the light,
+    the photo keeps its colours. The content is moved to the stylized image's device and resized
+    to its size if they differ; a single content image is broadcast over a stylized batch.
+    The result is clamped to [0, 1] and has the stylized image's dtype.
     """
-    if content.shape[-2:] != stylized.shape[-2:]:
-        content = F.interpolate(
-            content, size=stylized.shape[-2:], mode="bicubic", antialias=True, align_corners=False
+    _check_rgb(content, "content")
+    _check_rgb(stylized, "stylized")
+    if content.shape[0] not in (1, stylized.shape[0]):
+        raise ValueError(
+            f"content batch {content.shape[0]} does not match stylized batch {stylized.shape[0]}"
         )
-    yiq = torch.cat([rgb_to_yiq(stylized)[:, :1], rgb_to_yiq(content)[:, 1:]], dim=1)
-    return yiq_to_rgb(yiq).clamp(0, 1)
+    target = stylized.float()
+    content = content.to(target.device, torch.float32)
+    if content.shape[-2:] != target.shape[-2:]:
+        content = F.interpolate(
+            content, size=target.shape[-2:], mode="bicubic", antialias=True, align_corners=False
+        )
+    chroma = rgb_to_yiq(content)[:, 1:].expand(target.shape[0], -1, -1, -1)
+    yiq = torch.cat([luminance(target), chroma], dim=1)
+    return yiq_to_rgb(yiq).clamp(0, 1).to(stylized.dtype)
