@@ -103,7 +103,8 @@ def main() -> None:
     result["generator_inference"] = inference
 
     cfg = TrainConfig()
-    cfg.loss.adv, cfg.loss.tv, cfg.loss.r1 = 0.2, 1.0, 1.0
+    cfg.loss.adv, cfg.loss.tv, cfg.loss.r1 = 0.1, 1.0, 1.0
+    cfg.trainer.warmup_steps = 0  # time the full step: D, then G with every term
     system = StylizerSystem(cfg, build_criterion(cfg.loss), torch.rand(1, 3, 320, 512)).to(device)
     opt_g, opt_d = system.configure_optimizers()
     system.optimizers = lambda: (opt_g, opt_d)  # outside a Trainer

@@ -220,7 +220,7 @@ def test_wrong_shapes_in_a_checkpoint_are_named(tmp_path, photo_dir, painting):
         ({"data.source": "folder", "data.root": None}, "data.root"),
         ({"data.resize_long_side": [16, 20]}, "resize_long_side"),
         ({"loss.adv_type": "wgan"}, "adv_type"),
-        ({"trainer.precision": "16-mixed", "trainer.clip_grad": 1.0}, "bf16"),
+        ({"trainer.precision": "16-mixed"}, "bf16"),
         ({"loss.content_layer": "relu9_1"}, "relu9_1"),
         ({"trainer.steps": 0}, "trainer.steps"),
     ],
@@ -269,3 +269,45 @@ def test_warmup_steps_train_g_on_content_only(tmp_path, photo_dir, painting):
     assert ckpt["gan_stylizer"]["g_step"] == 2
     assert ckpt["global_step"] == 2  # only G stepped: one optimizer step per batch
     assert ckpt["optimizer_states"][1]["state"] == {}  # D's Adam never stepped
+
+
+def test_resume_refuses_a_checkpoint_of_another_style_or_model(tmp_path, photo_dir, painting):
+    from conftest import write_painting
+
+    run(tiny_config(photo_dir, painting), tmp_path / "runs" / "a")
+    other = write_painting(tmp_path / "other.png", seed=3)
+    cfg = tiny_config(photo_dir, other, **{"trainer.steps": 3, "ckpt_path": "last"})
+    with pytest.raises(ConfigError, match="style"):
+        run(cfg, tmp_path / "runs" / "b")
+    cfg = tiny_config(photo_dir, painting, **{"ckpt_path": "last", "model.generator.channels": 8})
+    with pytest.raises(ConfigError, match="model"):
+        run(cfg, tmp_path / "runs" / "c")
+
+
+def test_a_bf16_mixed_step_trains_with_finite_losses(tmp_path, photo_dir, painting):
+    cfg = tiny_config(
+        photo_dir, painting, **{"trainer.precision": "bf16-mixed", "trainer.steps": 1}
+    )
+    last = run(cfg, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["nonfinite_skipped"] == 0
+    assert all(math.isfinite(v) for v in metrics["val"]["mean"].values())
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.parametrize(
+    "devices,nodes,expected",
+    [
+        (1, 1, "auto"),
+        (2, 1, "ddp_find_unused_parameters_true"),
+        (1, 2, "ddp_find_unused_parameters_true"),
+        ([0, 1], 1, "ddp_find_unused_parameters_true"),
+    ],
+)
+def test_several_devices_get_ddp_with_unused_parameter_detection(devices, nodes, expected):
+    from gan_stylizer.config import TrainerConfig
+    from gan_stylizer.train import choose_strategy
+
+    t = TrainerConfig(devices=devices, num_nodes=nodes, accelerator="cpu")
+    assert choose_strategy(t) == expected
+    assert choose_strategy(TrainerConfig(devices=2, strategy="ddp_spawn")) == "ddp_spawn"

@@ -14,7 +14,14 @@ from gan_stylizer.images import ImageError
 from gan_stylizer.models.vgg import VGGWeightsError
 from gan_stylizer.styles import StyleError
 
-EXPECTED = (ConfigError, ImageError, StyleError, VGGWeightsError, CheckpointError)
+EXPECTED = (
+    ConfigError,
+    ImageError,
+    StyleError,
+    VGGWeightsError,
+    CheckpointError,
+    FloatingPointError,
+)
 
 
 @contextlib.contextmanager

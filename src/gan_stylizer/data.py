@@ -93,8 +93,7 @@ class PhotoDataset(Dataset):
             if path in self.skipped:
                 continue
             try:
-                # Decode at most at the largest size we resize to: cheap on big photos.
-                image = load_image(path, size=None)
+                image = load_image(path)
             except ImageError as err:
                 self.skipped.add(path)
                 log.warning("skipping %s (%d skipped so far)", err, len(self.skipped))

@@ -168,6 +168,13 @@ def run(cfg: StylizeConfig) -> int:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
             continue
+        except (RuntimeError, FloatingPointError) as err:  # out of memory, diverged optimization
+            reason = " ".join(str(err).split())[:200]
+            print(
+                f"error: {src}: could not stylize: {reason} (try a smaller size=)", file=sys.stderr
+            )
+            failed += 1
+            continue
         h, w = stylized.shape[-2:]
         print(f"{src} -> {dst} ({w}x{h}, {seconds:.2f} s)")
         done += 1

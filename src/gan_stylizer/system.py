@@ -205,7 +205,11 @@ class StylizerSystem(L.LightningModule):
     # ---- guards ------------------------------------------------------------------------------
 
     def _finite(self, loss: torch.Tensor, what: str) -> bool:
-        if torch.isfinite(loss).item():
+        ok = bool(torch.isfinite(loss).item())
+        # Every rank must take the same branch: one rank skipping a backward that the others
+        # run would leave them waiting for its gradients forever.
+        ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+        if ok:
             return True
         self._skip(f"{what} loss is {loss.item()}")
         return False

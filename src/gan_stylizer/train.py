@@ -83,8 +83,9 @@ class PeriodicCheckpoint(Callback):
         self._save(trainer, pl_module.g_step, keep_step_file=False)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # Ctrl-C: keep what was learned since the last checkpoint.
-        if isinstance(exception, KeyboardInterrupt):
+        # Ctrl-C: keep what was learned since the last checkpoint. Single process only: saving
+        # is collective, and under DDP the other ranks are being torn down.
+        if isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1:
             self._save(trainer, pl_module.g_step, keep_step_file=False)
             log.warning("interrupted: saved %s", self.dirpath / "last.ckpt")
 
@@ -240,6 +241,39 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> Path | None:
     return path
 
 
+def check_resumable(path: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a checkpoint of another model or painting: Lightning would fail on the
+    weights (a traceback) or, worse, silently go on training with a different style."""
+    from gan_stylizer.checkpoint import load_checkpoint
+
+    try:
+        saved = load_checkpoint(path)["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"ckpt_path: {path} is not a gan-stylizer training checkpoint") from None
+    now = to_plain(cfg)
+    for key in ("model", "style"):
+        if saved.get(key) != now[key]:
+            raise ConfigError(
+                f"ckpt_path: {path} was trained with {key}={saved.get(key)}, this run asks for "
+                f"{key}={now[key]}; resume with the same {key} settings or start a new run"
+            )
+
+
+def choose_strategy(t) -> str:
+    """Plain DDP fails on a GAN ("parameters that were not used": D gets no gradient in G's
+    backward and vice versa), so several devices get DDP with unused-parameter detection."""
+    if t.strategy != "auto":
+        return t.strategy
+    devices = t.devices
+    if devices in ("auto", -1, "-1"):
+        count = torch.cuda.device_count() if t.accelerator in ("auto", "gpu", "cuda") else 1
+    elif isinstance(devices, list | tuple):
+        count = len(devices)
+    else:
+        count = int(devices)
+    return "ddp_find_unused_parameters_true" if count * t.num_nodes > 1 else "auto"
+
+
 def build_criterion(loss_cfg) -> PerceptualCriterion:
     layers = [*loss_cfg.style_layers, loss_cfg.content_layer]
     vgg = build_vgg(layers, weights=loss_cfg.vgg.weights, pooling=loss_cfg.vgg.pooling)
@@ -258,6 +292,8 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
             f"{out_dir} already holds a run ({ckpt_dir / 'last.ckpt'}); resume it with "
             "ckpt_path=last, or choose another hydra.run.dir"
         )
+    if resume is not None:
+        check_resumable(resume, cfg)
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -269,8 +305,6 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images())
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
-        write_run_info(out_dir, cfg)
     # VGG and G_ema are in eval mode on purpose (frozen network, inference copy).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     t = cfg.trainer
@@ -279,7 +313,7 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
+        strategy=choose_strategy(t),
         precision=t.precision,
         max_epochs=-1,
         max_steps=-1,  # the budget is trainer.steps generator steps, enforced by the system
@@ -295,6 +329,8 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
         ],
         enable_model_summary=False,
     )
+    if trainer.is_global_zero:
+        write_run_info(out_dir, cfg)
     if resume is not None:
         log.info("resuming from %s", resume)
     # weights_only: a resumed checkpoint is plain data, and anything else is refused unrun.
