@@ -140,6 +140,27 @@ class StylizeConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
 
+@dataclass
+class EvaluateConfig:
+    input: str | None = None  # folder (recursive), file or glob of content photos
+    ckpt: str | None = None  # method=gan: the trained generator
+    method: str = "gan"  # gan (one pass, needs ckpt) | optimize (the seed's method)
+    size: int = 512  # long side every photo is evaluated at
+    # The reference total L = alpha·L_style + beta·L_content that ranks outputs (see evaluate.yaml)
+    alpha: float = 50.0
+    beta: float = 1.0
+    steps: int = 300  # method=optimize: L-BFGS steps
+    snapshots: list[int] = field(default_factory=list)  # method=optimize: also report these
+    equal_quality_steps: int = 0  # method=gan: >0 measures time to equal quality (max steps)
+    limit: int | None = None  # only the first N photos (sorted by path)
+    output: str | None = None  # folder; default outputs/evaluate/<label>_<time>
+    overwrite: bool = False
+    sheet_rows: int = 6  # photos in the contact sheet
+    device: str = "auto"
+    data_dir: str | None = None
+    style: StyleConfig = field(default_factory=StyleConfig)
+
+
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
@@ -220,6 +241,28 @@ def validate_stylize(cfg: StylizeConfig) -> None:
     if cfg.ckpt is None:
         validate_loss(cfg.loss)
         _positive("style.size", cfg.style.size)
+
+
+def validate_evaluate(cfg: EvaluateConfig) -> None:
+    if not cfg.input:
+        raise ConfigError("input= is required: a folder of photos (or a file or a glob)")
+    _choice("method", cfg.method, ("gan", "optimize"))
+    if cfg.method == "gan" and not cfg.ckpt:
+        raise ConfigError("method=gan needs ckpt=path/to/last.ckpt (or use method=optimize)")
+    if cfg.method == "optimize" and cfg.ckpt:
+        raise ConfigError("method=optimize takes no ckpt= (it is the per-image optimization)")
+    for key in ("size", "steps", "sheet_rows"):
+        _positive(key, getattr(cfg, key))
+    _positive("alpha", cfg.alpha, allow_zero=True)
+    _positive("beta", cfg.beta, allow_zero=True)
+    _positive("equal_quality_steps", cfg.equal_quality_steps, allow_zero=True)
+    _positive("style.size", cfg.style.size)
+    if cfg.limit is not None:
+        _positive("limit", cfg.limit)
+    bad = [s for s in cfg.snapshots if not 0 < s <= cfg.steps]
+    if bad:
+        raise ConfigError(f"snapshots={bad}: every snapshot must be in 1..steps ({cfg.steps})")
+    _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
 
 
 def to_dataclass(cfg: DictConfig | dict, schema: type) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -20,9 +21,10 @@ class OptimizeResult:
     image: torch.Tensor  # RGB [0,1] [1,3,H,W]
     steps: int
     seconds: float
-    history: list[dict[str, float]] = field(
-        default_factory=list
-    )  # per step: style, content, tv, total
+    # One entry per loss evaluation (one per step for L-BFGS with max_iter=1 and for Adam):
+    # style, content, tv, total of the image after len(history[:i]) updates, and "seconds",
+    # the time from the start until that loss was known.
+    history: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, float]:
@@ -55,12 +57,16 @@ def optimize_image(
     seed: int = 0,
     progress: bool = True,
     desc: str = "optimize",
+    stop_below: float | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> OptimizeResult:
     """Optimize an image so that α·L_style + β·L_content (+ tv·L_tv) is minimal.
 
     content: RGB [0,1] [1,3,H,W]; the criterion must already hold the style (set_style).
     Stops after `steps` iterations or when the relative change of the loss over one step
-    stays below `tol` for 5 steps in a row. Returns RGB [0,1] [1,3,H,W].
+    stays below `tol` for 5 steps in a row, or (stop_below) as soon as the total loss of the
+    current image is at most stop_below. on_step(step, image) is called after every update, with
+    the image clamped to [0, 1] (for snapshots). Returns RGB [0,1] [1,3,H,W].
     """
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
@@ -95,16 +101,18 @@ def optimize_image(
                 "content": l_content.item(),
                 "tv": l_tv.item(),
                 "total": loss.item(),
+                "seconds": time.perf_counter() - start_time,
             }
         )
         return loss
 
-    start_time = time.perf_counter()
+    start_time = time.perf_counter()  # read by the closure
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, unit="step")
     calm = 0
     done = 0
     for done in range(1, steps + 1):
         before = len(history)
+        previous = image.detach().clone() if stop_below is not None else None
         opt.step(closure)
         if optimizer == "adam":
             with torch.no_grad():
@@ -116,6 +124,15 @@ def optimize_image(
             )
         bar.update(1)
         bar.set_postfix(loss=f"{last:.4g}")
+        if stop_below is not None and last <= stop_below:
+            # `last` is the loss of the image before this step's update: return that image.
+            with torch.no_grad():
+                image.copy_(previous)
+            done -= 1
+            break
+        if on_step is not None:
+            with torch.no_grad():
+                on_step(done, image.detach().clamp(0, 1))
         if before and len(history) > 1:
             prev = history[-2]["total"]
             calm = calm + 1 if abs(prev - last) <= tol * max(abs(prev), 1e-12) else 0

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from gan_stylizer.config import ConfigError, TrainConfig, to_plain, validate_train
 from gan_stylizer.data import PhotoDataModule
-from gan_stylizer.images import load_image, make_grid, save_image
+from gan_stylizer.images import load_image, make_grid, resize_long_side, save_image
 from gan_stylizer.models.vgg import build_vgg
 from gan_stylizer.perceptual import PerceptualCriterion
 from gan_stylizer.styles import resolve_style
@@ -169,7 +169,85 @@ class RunSummary(Callback):
             "beta": loss.beta,
             "val": {"mean": mean, "per_image": per_image},
         }
+        reference = evaluate_for_card(pl_module)
+        metrics["reference_eval"] = reference
         (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_model_card(self.out_dir, pl_module.cfg, metrics)
+
+
+@torch.no_grad()
+def evaluate_for_card(pl_module: StylizerSystem) -> dict:
+    """G_ema on the validation photos under the evaluation's fixed reference (caffe VGG19,
+    alpha=50, painting at the photos' size): the numbers scripts/evaluate.py would give."""
+    from gan_stylizer.evaluate import Evaluator, Photo, evaluate_one_pass, mean_metrics, one_pass
+
+    if not pl_module.val_images:
+        return {}
+    size = max(pl_module.val_images[0].shape[-2:])
+    style = resize_long_side(pl_module.style_image.detach().float().cpu(), size)
+    evaluator = Evaluator(style, alpha=50.0, beta=1.0, device=pl_module.device)
+    photos = [Photo(f"val_{i}", image) for i, image in enumerate(pl_module.val_images)]
+    g = pl_module.g_ema.eval()
+    rows, _ = evaluate_one_pass(photos, one_pass(g, pl_module.device), evaluator, progress=log.info)
+    return {"alpha": 50.0, "beta": 1.0, "size": int(size), "mean": mean_metrics(rows)}
+
+
+def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
+    """checkpoints/model_card.md: what was trained, on what, for how long, how good."""
+    loss, data, t = cfg.loss, cfg.data, cfg.trainer
+    samples = sorted((out_dir / "samples").glob("step_*.png"))
+    ref = metrics.get("reference_eval") or {}
+    mean = ref.get("mean") or {}
+
+    def num(key: str, fmt: str) -> str:
+        value = mean.get(key)
+        return format(value, fmt) if isinstance(value, int | float) else "–"
+
+    seconds = metrics.get("seconds_this_session") or 0.0
+    lines = [
+        f"# Model card: {cfg.name}",
+        "",
+        f"- **Style**: {cfg.style.name}"
+        + (f" ({cfg.style.path})" if cfg.style.path else "")
+        + f", painting at {cfg.style.size} px long side",
+        f"- **Loss**: alpha={loss.alpha:g} (style), beta={loss.beta:g} (content), tv={loss.tv:g}, "
+        f"adv={loss.adv:g} ({loss.adv_type}, relative), r1={loss.r1:g}; VGG19 {loss.vgg.weights}, "
+        f"style layers {', '.join(loss.style_layers)}, content {loss.content_layer}",
+        f"- **Generator**: {cfg.model.generator.channels} channels, "
+        f"{cfg.model.generator.n_residual} residual blocks, {cfg.model.generator.norm} norm",
+        f"- **Data**: {data.source}"
+        + (f" {data.root}" if data.root else "")
+        + f", {data.image_size}-px crops of photos at {data.resize_long_side[0]}–"
+        f"{data.resize_long_side[1]} px, batch {data.batch_size}",
+        f"- **Training**: {metrics.get('g_step')} generator steps ({t.warmup_steps} content-only), "
+        f"lr_g={t.lr_g:g}, lr_d={t.lr_d:g}, EMA {t.ema_decay:g}, precision {t.precision}; "
+        f"this session {seconds / 60:.1f} min, {metrics.get('seconds_per_step')} s/step; "
+        f"skipped non-finite steps: {metrics.get('nonfinite_skipped')}",
+        "",
+        f"## Evaluation on the {len(metrics.get('val', {}).get('per_image', []))} validation "
+        "photos",
+        "",
+        "Fixed reference (as `scripts/evaluate.py`): caffe VGG19, photos at "
+        f"{ref.get('size', '–')} px, alpha={ref.get('alpha', '–')}, "
+        f"beta={ref.get('beta', '–')}. Lower is better for the losses and the SWD, higher "
+        "for SSIM and edges.",
+        "",
+        "| L_style | L_content | total | SWD | SSIM | edges | s/image |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {num('style', '.3g')} | {num('content', '.3g')} | {num('total', '.3g')} | "
+        f"{num('swd', '.1f')} | {num('ssim', '.3f')} | {num('edges', '.3f')} | "
+        f"{num('seconds', '.2f')} |",
+        "",
+    ]
+    if samples:
+        link = Path("..") / samples[-1].relative_to(out_dir)
+        lines += ["## Samples", "", f"![validation photos: photo | stylized]({link})", ""]
+    lines += [
+        f"Use it: `python stylize.py ckpt={out_dir / 'checkpoints' / 'last.ckpt'} input=photo.jpg`",
+        "",
+    ]
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out_dir / "checkpoints" / "model_card.md").write_text("\n".join(lines))
 
 
 def write_run_info(out_dir: Path, cfg: TrainConfig) -> None:

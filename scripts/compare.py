@@ -1,0 +1,263 @@
+"""What the adversarial term buys: train the GAN recipe and the perceptual-loss-only recipe
+(Johnson et al. 2016, experiment=johnson2016) on the same data with the same budget, evaluate
+both on one folder, and put the per-image optimization (Gatys et al.) beside them.
+
+    python scripts/compare.py train=PHOTOS val=VAL_PHOTOS [steps=3000] [opt_photos=5]
+        [opt_steps=300] [opt_snapshot=100] [sheet_photos=4] [runs=outputs/compare]
+        [out=outputs/compare/report] [threads=0] [limit=N] [style=starry_night]
+
+A run folder that already holds a checkpoint of at least `steps` generator steps is reused; one
+with fewer resumes. Writes <out>/results.md (the table), results.json and comparison.png
+(content | no adversarial | GAN | optimization), with the evaluation's fixed reference
+(gan_stylizer.evaluate; alpha=50 at 512 px).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gan_stylizer.checkpoint import load_checkpoint, load_generator
+from gan_stylizer.cli import fail_cleanly
+from gan_stylizer.config import ConfigError, StyleConfig
+from gan_stylizer.evaluate import (
+    Evaluator,
+    evaluate_one_pass,
+    evaluate_optimization,
+    format_table,
+    load_photos,
+    mean_metrics,
+    one_pass,
+    reference_description,
+    steps_to_reach,
+)
+from gan_stylizer.images import make_grid, save_image
+from gan_stylizer.train import default_data_dir, load_style_image
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {"gan": "starry_night", "johnson2016": "johnson2016"}
+DEFAULTS = {
+    "train": None,
+    "val": None,
+    "steps": 3000,
+    "opt_photos": 5,
+    "opt_steps": 300,
+    "opt_snapshot": 100,
+    "sheet_photos": 4,
+    "runs": "outputs/compare",
+    "out": "outputs/compare/report",
+    "threads": 0,
+    "limit": None,
+    "size": 512,
+    "alpha": 50.0,
+    "beta": 1.0,
+    "style": "starry_night",
+}
+INTS = (
+    "steps",
+    "opt_photos",
+    "opt_steps",
+    "opt_snapshot",
+    "sheet_photos",
+    "threads",
+    "limit",
+    "size",
+)
+
+
+class UsageError(ConfigError):
+    """A bad argument or an unusable run folder: one line, exit 2."""
+
+
+def parse_args(argv: list[str]) -> dict:
+    args = dict(DEFAULTS)
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in args:
+            raise UsageError(
+                f"unknown argument {item!r}; expected key=value with key in {list(args)}"
+            )
+        try:
+            args[key] = (
+                int(value) if key in INTS else float(value) if key in ("alpha", "beta") else value
+            )
+        except ValueError:
+            raise UsageError(f"{key}={value!r} is not a number") from None
+    for key in ("train", "val"):
+        if not args[key] or not Path(args[key]).is_dir():
+            raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
+    if not 0 < args["opt_snapshot"] < args["opt_steps"]:
+        raise UsageError("opt_snapshot must be between 0 and opt_steps")
+    return args
+
+
+def trained_steps(ckpt: Path) -> int:
+    return int(load_checkpoint(ckpt).get("gan_stylizer", {}).get("g_step", 0))
+
+
+def ensure_trained(key: str, args: dict) -> Path:
+    """The run's last.ckpt after at least args['steps'] generator steps: reused, resumed or
+    trained from scratch by train.py in a subprocess (its log goes to <run>/compare_train.log)."""
+    run_dir = Path(args["runs"]) / key
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    overrides = [
+        f"experiment={RECIPES[key]}",
+        f"style={args['style']}",
+        f"data.root={args['train']}",
+        f"data.val_root={args['val']}",
+        f"trainer.steps={args['steps']}",
+        f"trainer.threads={args['threads']}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    if ckpt.is_file():
+        done = trained_steps(ckpt)
+        adv = load_checkpoint(ckpt)["hyper_parameters"]["config"]["loss"]["adv"]
+        if (adv > 0) != (key == "gan"):
+            raise UsageError(f"{ckpt}: trained with loss.adv={adv}, not the {key} recipe")
+        if done >= args["steps"]:
+            print(f"{key}: reusing {ckpt} ({done} steps)")
+            return ckpt
+        overrides.append("ckpt_path=last")
+        print(f"{key}: resuming {ckpt} at step {done} of {args['steps']}")
+    else:
+        print(f"{key}: training {args['steps']} steps into {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(run_dir / "compare_train.log", "a") as log:
+        code = subprocess.call(
+            [sys.executable, str(REPO / "train.py"), *overrides],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if code != 0 or not ckpt.is_file():
+        raise UsageError(
+            f"{key}: training failed (exit {code}); see {run_dir / 'compare_train.log'}"
+        )
+    print(f"{key}: trained in {time.perf_counter() - start:.0f} s")
+    return ckpt
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args["threads"] > 0:
+        torch.set_num_threads(args["threads"])
+    ckpts = {key: ensure_trained(key, args) for key in RECIPES}
+
+    photos, skipped = load_photos(args["val"], args["size"], args["limit"])
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if not photos:
+        raise UsageError(f"val={args['val']}: no readable photos")
+    style_image = load_style_image(
+        StyleConfig(name=args["style"], size=args["size"]), default_data_dir()
+    )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    evaluator = Evaluator(style_image, alpha=args["alpha"], beta=args["beta"], device=device)
+
+    rows, outputs = {}, {}
+    for key, ckpt in ckpts.items():
+        generator, _ = load_generator(ckpt)
+        print(f"== {key}: one pass on {len(photos)} photos")
+        rows[key], outputs[key] = evaluate_one_pass(
+            photos, one_pass(generator.to(device), device), evaluator
+        )
+
+    subset = photos[: args["opt_photos"]]
+    print(f"== optimization: {args['opt_steps']} L-BFGS steps on {len(subset)} photos")
+    by_steps, opt_outputs, histories = evaluate_optimization(
+        subset, evaluator, steps=args["opt_steps"], snapshots=[args["opt_snapshot"]]
+    )
+    # Time to equal quality: read off each photo's optimization history.
+    for key in RECIPES:
+        for row, history in zip(rows[key], histories, strict=False):
+            reached = steps_to_reach(history, row["total"])
+            row["eq_steps"] = reached[0] if reached else None
+            row["eq_seconds"] = reached[1] if reached else None
+            row["eq_ratio"] = reached[1] / row["seconds"] if reached else None
+
+    n, k = len(photos), len(subset)
+
+    def mean_all(key: str) -> dict:  # time to equal quality exists for the subset only
+        return {m: v for m, v in mean_metrics(rows[key]).items() if not m.startswith("eq_")}
+
+    table_rows = [
+        (f"GAN (adv={_adv(ckpts['gan'])}), {n} photos", mean_all("gan")),
+        (f"no adversarial (Johnson 2016), {n} photos", mean_all("johnson2016")),
+        (f"GAN, first {k} photos", mean_metrics(rows["gan"][:k])),
+        (f"no adversarial, first {k} photos", mean_metrics(rows["johnson2016"][:k])),
+    ] + [
+        (f"optimization, {s} steps, first {k} photos", mean_metrics(by_steps[s]))
+        for s in sorted(by_steps)
+    ]
+    columns = [
+        ("style", "L_style ↓"),
+        ("content", "L_content ↓"),
+        ("total", "total ↓"),
+        ("swd", "SWD ↓"),
+        ("ssim", "SSIM ↑"),
+        ("edges", "edges ↑"),
+        ("seconds", "s/image"),
+        ("peak_mem_mb", "peak MiB"),
+        ("eq_steps", "opt. steps to equal total"),
+        ("eq_seconds", "opt. s to equal total"),
+        ("eq_ratio", "time ratio"),
+    ]
+    table = format_table(table_rows, columns)
+    unreached = {key: sum(1 for r in rows[key][:k] if r["eq_steps"] is None) for key in RECIPES}
+
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    sheet = [
+        [
+            photo.content,
+            outputs["johnson2016"][i],
+            outputs["gan"][i],
+            opt_outputs[args["opt_steps"]][i],
+        ]
+        for i, photo in enumerate(subset[: args["sheet_photos"]])
+    ]
+    if sheet:
+        save_image(make_grid(sheet, height=256), out / "comparison.png")
+    results = {
+        "args": args,
+        "checkpoints": {key: str(p) for key, p in ckpts.items()},
+        "trained_steps": {key: trained_steps(p) for key, p in ckpts.items()},
+        "reference": reference_description()
+        | {"alpha": args["alpha"], "beta": args["beta"], "size": args["size"]},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "table": {label: m for label, m in table_rows},
+        "per_image": {
+            "gan": rows["gan"],
+            "johnson2016": rows["johnson2016"],
+            **{f"optimize_{s}": by_steps[s] for s in by_steps},
+        },
+        "eq_unreached": unreached,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    note = (
+        f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, photos at "
+        f"{args['size']} px long side, {torch.get_num_threads()} CPU threads on {device}. "
+        f"Time to equal total: L-BFGS steps from the photo until the optimization's total is "
+        f"no higher than the one-pass output's; ratio = those seconds / one-pass seconds "
+        f"(not reached within {args['opt_steps']} steps: GAN {unreached['gan']}, "
+        f"no adversarial {unreached['johnson2016']} of {k}).\n\n"
+    )
+    (out / "results.md").write_text(note + table)
+    print(note + table)
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'comparison.png'}")
+    return 0
+
+
+def _adv(ckpt: Path) -> float:
+    return load_checkpoint(ckpt)["hyper_parameters"]["config"]["loss"]["adv"]
+
+
+if __name__ == "__main__":
+    with fail_cleanly():
+        sys.exit(main(sys.argv[1:]))
