@@ -4,12 +4,13 @@ both on one folder, and put the per-image optimization (Gatys et al.) beside the
 
     python scripts/compare.py train=PHOTOS val=VAL_PHOTOS [steps=3000] [opt_photos=5]
         [opt_steps=300] [opt_snapshot=100] [sheet_photos=4] [runs=outputs/compare]
-        [out=outputs/compare/report] [threads=0] [limit=N] [style=starry_night]
+        [out=outputs/compare/report] [threads=0] [limit=N] [style=starry_night] [sheet=DIR]
 
 A run folder that already holds a checkpoint of at least `steps` generator steps is reused; one
 with fewer resumes. Writes <out>/results.md (the table), results.json and comparison.png
 (content | no adversarial | GAN | optimization), with the evaluation's fixed reference
-(gan_stylizer.evaluate; alpha=50 at 512 px).
+(gan_stylizer.evaluate; alpha=50 at 512 px). sheet=DIR makes the contact sheet from other photos
+(e.g. ones whose licence allows publishing the result) instead of the first val photos.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ DEFAULTS = {
     "alpha": 50.0,
     "beta": 1.0,
     "style": "starry_night",
+    "sheet": None,
 }
 INTS = (
     "steps",
@@ -91,6 +93,8 @@ def parse_args(argv: list[str]) -> dict:
     for key in ("train", "val"):
         if not args[key] or not Path(args[key]).is_dir():
             raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
+    if args["sheet"] is not None and not Path(args["sheet"]).is_dir():
+        raise UsageError(f"sheet= must name a folder of photos, got {args['sheet']!r}")
     if not 0 < args["opt_snapshot"] < args["opt_steps"]:
         raise UsageError("opt_snapshot must be between 0 and opt_steps")
     return args
@@ -212,15 +216,18 @@ def main(argv: list[str]) -> int:
 
     out = Path(args["out"])
     out.mkdir(parents=True, exist_ok=True)
-    sheet = [
-        [
-            photo.content,
-            outputs["johnson2016"][i],
-            outputs["gan"][i],
-            opt_outputs[args["opt_steps"]][i],
+    if args["sheet"] is None:
+        sheet = [
+            [
+                photo.content,
+                outputs["johnson2016"][i],
+                outputs["gan"][i],
+                opt_outputs[args["opt_steps"]][i],
+            ]
+            for i, photo in enumerate(subset[: args["sheet_photos"]])
         ]
-        for i, photo in enumerate(subset[: args["sheet_photos"]])
-    ]
+    else:
+        sheet = sheet_from(args, ckpts, evaluator, device)
     if sheet:
         save_image(make_grid(sheet, height=256), out / "comparison.png")
     results = {
@@ -252,6 +259,22 @@ def main(argv: list[str]) -> int:
     print(note + table)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'comparison.png'}")
     return 0
+
+
+def sheet_from(args: dict, ckpts: dict, evaluator: Evaluator, device: torch.device) -> list:
+    """Contact-sheet rows (content | no adversarial | GAN | optimization) for the sheet= photos."""
+    photos, skipped = load_photos(args["sheet"], args["size"], args["sheet_photos"])
+    for line in skipped:
+        print(line, file=sys.stderr)
+    columns = []
+    for key in ("johnson2016", "gan"):
+        generator, _ = load_generator(ckpts[key])
+        stylize = one_pass(generator.to(device), device)
+        columns.append([stylize(p.content) for p in photos])
+    print(f"== sheet: optimization on {len(photos)} photos")
+    _, opt_outputs, _ = evaluate_optimization(photos, evaluator, steps=args["opt_steps"])
+    columns.append(opt_outputs[args["opt_steps"]])
+    return [[p.content, *(col[i] for col in columns)] for i, p in enumerate(photos)]
 
 
 def _adv(ckpt: Path) -> float:
