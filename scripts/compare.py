@@ -9,8 +9,8 @@ both on one folder, and put the per-image optimization (Gatys et al.) beside the
 A run folder that already holds a checkpoint of at least `steps` generator steps is reused; one
 with fewer resumes. Writes <out>/results.md (the table), results.json and comparison.png
 (content | no adversarial | GAN | optimization), with the evaluation's fixed reference
-(gan_stylizer.evaluate; alpha=50 at 512 px). sheet=DIR makes the contact sheet from other photos
-(e.g. ones whose licence allows publishing the result) instead of the first val photos.
+(gan_stylizer.evaluate; alpha=50 at 512 px). sheet=DIR also makes comparison_sheet.png from
+other photos (e.g. ones whose licence allows publishing the result).
 """
 
 from __future__ import annotations
@@ -216,20 +216,22 @@ def main(argv: list[str]) -> int:
 
     out = Path(args["out"])
     out.mkdir(parents=True, exist_ok=True)
-    if args["sheet"] is None:
-        sheet = [
-            [
-                photo.content,
-                outputs["johnson2016"][i],
-                outputs["gan"][i],
-                opt_outputs[args["opt_steps"]][i],
-            ]
-            for i, photo in enumerate(subset[: args["sheet_photos"]])
+    sheet = [
+        [
+            photo.content,
+            outputs["johnson2016"][i],
+            outputs["gan"][i],
+            opt_outputs[args["opt_steps"]][i],
         ]
-    else:
-        sheet = sheet_from(args, ckpts, evaluator, device)
+        for i, photo in enumerate(subset[: args["sheet_photos"]])
+    ]
     if sheet:
         save_image(make_grid(sheet, height=256), out / "comparison.png")
+    if args["sheet"] is not None:
+        save_image(
+            make_grid(sheet_from(args, ckpts, evaluator, device), height=256),
+            out / "comparison_sheet.png",
+        )
     results = {
         "args": args,
         "checkpoints": {key: str(p) for key, p in ckpts.items()},
