@@ -247,6 +247,9 @@ def main(argv: list[str]) -> int:
             **{f"optimize_{s}": by_steps[s] for s in by_steps},
         },
         "eq_unreached": unreached,
+        # Per photo of the optimization subset, per step: style, content, total, seconds; for
+        # other equal-quality criteria (e.g. steps to the one-pass style loss).
+        "optimization_histories": {p.name: h for p, h in zip(subset, histories, strict=True)},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     note = (
