@@ -5,6 +5,7 @@ in Hydra's run directory.
 """
 
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,12 @@ from gan_stylizer.cli import fail_cleanly
 from gan_stylizer.config import TrainConfig, to_dataclass
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+# configs/hydra/launcher/submitit_slurm.yaml replaces the plugin's config of that name on purpose
+# (the same keys, with the job shaped like the trainer); Hydra still validates it against the
+# plugin's schema and says so in a deprecation warning that is only noise here.
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/submitit_slurm' is validated against ConfigStore"
+)
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")

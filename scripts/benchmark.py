@@ -1,11 +1,19 @@
-"""python scripts/benchmark.py [--quick]: speed figures as JSON on stdout (a benchmark, not a test).
+"""python scripts/benchmark.py [--quick] [--ckpt PATH]: speed figures as JSON on stdout (a
+benchmark, not a test).
 
 - the machine's measured matmul peak, fp32 and bf16 (GFLOP/s);
-- generator inference (default model, batch 1) at 512² and 1024²: seconds and achieved GFLOP/s,
-  in fp32 and, on a CPU with native bf16 (or CUDA), under bf16 autocast;
+- generator inference (batch 1) at 512² and 1024²: fp32 eager (`Generator.forward`) against the
+  default path of stylize.py (`Stylizer`: precision=auto, channels-last, tile=auto), in one run:
+  seconds, their ratio, the mean absolute error of the default path against fp32 (in 1/255),
+  achieved GFLOP/s and its fraction of the bf16 (or fp32) matmul peak; and bf16 autocast;
+- a 3840x2160 photo through the default path (tiled): seconds and peak memory (the peak RSS of
+  a fresh process, and its RSS before the image, both in MiB);
+- onnxruntime on the exported ONNX model against PyTorch fp32 eager, at the same sizes;
 - one full training step (batch 4, 256 px crops, D then G with every loss term, caffe VGG19).
 Each figure is the median of several runs after a warm-up; the machine is shared and noisy, so
-compare figures from one run of this script.
+compare figures from one run of this script. --quick: fewer repeats and smaller sizes, to check
+that the script works (its figures mean little). --ckpt: time a trained generator (default: the
+default network with random weights; the MAE is more telling with trained weights).
 """
 
 from __future__ import annotations
@@ -15,7 +23,11 @@ import functools
 import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -46,24 +58,139 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int, repeats: int) 
     return 2 * n**3 / seconds / 1e9
 
 
-def cpu_has_bf16() -> bool:
+def load(ckpt: str | None):
+    from gan_stylizer.checkpoint import load_generator
+    from gan_stylizer.models.generator import Generator
+
+    if ckpt:
+        return load_generator(ckpt)[0]
+    torch.manual_seed(0)
+    return Generator().eval()
+
+
+def compare_paths(generator, sizes, repeats: int, device, peak: float) -> dict:
+    """fp32 eager vs the default path (and bf16 autocast) at each size, in one run."""
+    from gan_stylizer.inference import Stylizer, resolve_dtype
+
+    dtype = resolve_dtype("auto", device)
+    default = Stylizer(generator, device, dtype, tile="auto")
+    eager = generator.to(device)
+    result = {"default_path": f"{dtype} channels-last, tile=auto"}
+    for size in sizes:
+        x = torch.rand(1, 3, size, size, device=device)
+        with torch.no_grad():
+            flops = count_flops(functools.partial(eager, x))
+            fp32_s = timed(functools.partial(eager, x), repeats)
+            default_s = timed(functools.partial(default, x), repeats)
+            reference = eager(x).float().cpu()
+            error = (default(x) - reference).abs().mean().item() * 255
+            entry = {
+                "gflop": round(flops / 1e9, 1),
+                "fp32_eager_s": round(fp32_s, 4),
+                "default_s": round(default_s, 4),
+                "speedup": round(fp32_s / default_s, 2),
+                "default_mae_255": round(error, 3),
+                "fp32_eager_gflops": round(flops / fp32_s / 1e9, 1),
+                "default_gflops": round(flops / default_s / 1e9, 1),
+                "default_fraction_of_matmul_peak": round(flops / default_s / 1e9 / peak, 3),
+            }
+            if device.type == "cuda" or dtype == torch.bfloat16:
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    s = timed(functools.partial(eager, x), repeats)
+                entry["bf16_autocast_s"] = round(s, 4)
+        result[f"{size}x{size}"] = entry
+    return result
+
+
+_PEAK_CHILD = """
+import resource, sys, time, torch
+
+def peak_mib():
+    # VmHWM starts afresh at exec; ru_maxrss would carry over this benchmark's own peak.
     try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+from gan_stylizer.inference import Stylizer, resolve_dtype
+from gan_stylizer.models.generator import Generator
+from gan_stylizer.checkpoint import load_generator
+ckpt, h, w, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+torch.manual_seed(0)
+g = load_generator(ckpt)[0] if ckpt else Generator().eval()
+dtype = resolve_dtype("auto", torch.device("cpu"))
+s = Stylizer(g, "cpu", dtype, tile=tile)
+s(torch.rand(1, 3, 64, 64))
+before = peak_mib()
+x = torch.rand(1, 3, h, w)
+start = time.perf_counter()
+s(x)
+seconds = time.perf_counter() - start
+peak = peak_mib()
+print(seconds, before, peak, s.tile_size(h, w), str(dtype))
+"""
+
+
+def large_image(ckpt: str | None, height: int, width: int, tile: str) -> dict:
+    """The default path on one large image, in a fresh process (CPU): time and peak RSS."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_CHILD, ckpt or "", str(height), str(width), tile],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {
+        "size": f"{width}x{height}",
+        "tile": int(out[3]) if out[3] != "None" else None,
+        "dtype": out[4],
+        "seconds": round(float(out[0]), 2),
+        "rss_before_mib": round(float(out[1])),
+        "peak_rss_mib": round(float(out[2])),
+    }
+
+
+def onnx_vs_pytorch(generator, sizes, repeats: int) -> dict:
+    """onnxruntime (CPU) on the exported model against PyTorch fp32 eager."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"skipped": "onnxruntime is not installed (pip install 'gan-stylizer[onnx]')"}
+    from gan_stylizer.export import export_generator
+
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = export_generator(generator.cpu(), "onnx", Path(tmp) / "g.onnx", "benchmark")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for size in sizes:
+            x = torch.rand(1, 3, size, size)
+            with torch.no_grad():
+                torch_s = timed(functools.partial(generator, x), repeats)
+                reference = generator(x).numpy()
+            feed = {"content": x.numpy()}
+            ort_s = timed(lambda feed=feed: session.run(None, feed), repeats)
+            error = abs(session.run(None, feed)[0] - reference).max()
+            result[f"{size}x{size}"] = {
+                "onnxruntime_s": round(ort_s, 4),
+                "pytorch_fp32_s": round(torch_s, 4),
+                "max_abs_diff": float(f"{error:.2g}"),
+            }
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    parser.add_argument("--ckpt", help="a training checkpoint to time (default: random weights)")
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     from gan_stylizer.config import TrainConfig
-    from gan_stylizer.models.generator import Generator
+    from gan_stylizer.inference import cpu_has_native_bf16
     from gan_stylizer.system import StylizerSystem
     from gan_stylizer.train import build_criterion
 
@@ -73,34 +200,25 @@ def main() -> None:
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "cpu_native_bf16": cpu_has_bf16(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "quick": args.quick,
     }
     n = 1024 if args.quick else 2048
     result["matmul_gflops"] = {
         "fp32": round(matmul_peak(torch.float32, device, n, repeats), 1),
         "bf16": round(matmul_peak(torch.bfloat16, device, n, repeats), 1),
     }
+    use_bf16 = device.type == "cuda" or cpu_has_native_bf16()
+    peak = result["matmul_gflops"]["bf16" if use_bf16 else "fp32"]
 
-    torch.manual_seed(0)
-    generator = Generator().to(device).eval()
-    inference = {}
-    use_bf16 = device.type == "cuda" or cpu_has_bf16()
-    for size in (512, 1024):
-        x = torch.rand(1, 3, size, size, device=device)
-        forward = functools.partial(generator, x)
-        with torch.no_grad():
-            flops = count_flops(forward)
-            entry = {"gflop": round(flops / 1e9, 1)}
-            s = timed(forward, repeats)
-            entry["fp32_s"] = round(s, 4)
-            entry["fp32_gflops"] = round(flops / s / 1e9, 1)
-            if use_bf16:
-                with torch.autocast(device.type, dtype=torch.bfloat16):
-                    s = timed(forward, repeats)
-                entry["bf16_autocast_s"] = round(s, 4)
-                entry["bf16_autocast_gflops"] = round(flops / s / 1e9, 1)
-        inference[f"{size}x{size}"] = entry
-    result["generator_inference"] = inference
+    sizes = (128, 256) if args.quick else (512, 1024)
+    generator = load(args.ckpt)
+    result["generator_inference"] = compare_paths(generator, sizes, repeats, device, peak)
+    if device.type == "cpu":
+        height, width = (540, 960) if args.quick else (2160, 3840)
+        tile = "256" if args.quick else "auto"
+        result["large_image"] = large_image(args.ckpt, height, width, tile)
+    result["onnx"] = onnx_vs_pytorch(load(args.ckpt), sizes, repeats)
 
     cfg = TrainConfig()
     cfg.loss.adv, cfg.loss.tv, cfg.loss.r1 = 0.1, 1.0, 1.0
@@ -111,15 +229,34 @@ def main() -> None:
     system.manual_backward = lambda loss, *a: loss.backward(*a)
     system.log = system.log_dict = lambda *a, **k: None
     system.toggled_optimizer = _no_toggle
+    system.trainer = _NoTrainer()  # training_step asks the trainer to agree on finite losses
     batch = torch.rand(4, 3, 256, 256, device=device)
     step = {}
     for name, enabled in (("fp32", False), ("bf16_autocast", use_bf16)):
         if not enabled:
             continue
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name != "fp32"):
-            step[f"{name}_s"] = round(timed(lambda: system.training_step(batch, 0), repeats), 3)
+            try:
+                seconds = timed(lambda: system.training_step(batch, 0), repeats)
+            except (AttributeError, RuntimeError) as err:  # the system needs more of a Trainer
+                step[f"{name}_error"] = f"{type(err).__name__}: {err}"
+                continue
+            step[f"{name}_s"] = round(seconds, 3)
     result["train_step_batch4_256px"] = step
     print(json.dumps(result, indent=2))
+
+
+class _NoTrainer:
+    """What training_step asks of a Trainer, for one process outside a Trainer."""
+
+    global_step = global_rank = local_rank = 0
+    world_size = 1
+    should_stop = False
+
+    class strategy:  # noqa: N801 (mirrors Trainer.strategy)
+        @staticmethod
+        def reduce_boolean_decision(decision, all: bool = True):  # noqa: A002
+            return decision
 
 
 class _no_toggle:

@@ -46,3 +46,20 @@ def photo_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def painting(tmp_path: Path) -> Path:
     return write_painting(tmp_path / "painting.png")
+
+
+def write_checkpoint(
+    path: Path, channels: int = 8, n_residual: int = 1, seed: int = 0, name: str = "tiny"
+) -> Path:
+    """A checkpoint as training writes one (plain data, EMA weights), of a random generator."""
+    import torch
+
+    from gan_stylizer.models.generator import Generator
+
+    torch.manual_seed(seed)
+    generator = Generator(channels=channels, n_residual=n_residual)
+    state = {f"g_ema.{k}": v for k, v in generator.state_dict().items()}
+    config = {"name": name, "model": {"generator": generator.config}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"hyper_parameters": {"config": config}, "state_dict": state}, path)
+    return path

@@ -262,8 +262,10 @@ def test_a_fresh_run_never_overwrites_an_earlier_one(tmp_path, photo_dir, painti
     out = tmp_path / "run"
     run(tiny_config(photo_dir, painting), out)
     before = (out / "checkpoints" / "last.ckpt").read_bytes()
-    with pytest.raises(ConfigError, match="ckpt_path=last"):
-        run(tiny_config(photo_dir, painting), out)
+    with pytest.raises(ConfigError, match="ckpt_path=auto"):
+        run(tiny_config(photo_dir, painting, ckpt_path=None), out)
+    # ckpt_path=auto (the default) resumes instead; the run is complete: nothing to train.
+    assert run(tiny_config(photo_dir, painting), out) == out / "checkpoints" / "last.ckpt"
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
 
 

@@ -27,8 +27,6 @@ EXPECTED = (
 @contextlib.contextmanager
 def fail_cleanly() -> Iterator[None]:
     """Expected errors -> 'error: <one line>' on stderr and exit 2 (1 for a diverged run)."""
-    from gan_stylizer.system import TrainingDiverged
-
     try:
         yield
     except EXPECTED as err:
@@ -39,6 +37,11 @@ def fail_cleanly() -> Iterator[None]:
         key = getattr(err, "full_key", None)
         print(f"error: config{f' key {key}' if key else ''}: {first}", file=sys.stderr)
         raise SystemExit(2) from None
-    except TrainingDiverged as err:
+    except RuntimeError as err:
+        # Only training can diverge; importing gan_stylizer.system here would load Lightning
+        # (and torchvision: about 250 MB) into stylize.py, which needs neither.
+        system = sys.modules.get("gan_stylizer.system")
+        if system is None or not isinstance(err, system.TrainingDiverged):
+            raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

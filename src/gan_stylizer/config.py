@@ -8,6 +8,7 @@ with plain dataclass instances, and checkpoints store the config as a plain dict
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -95,7 +96,8 @@ class TrainerConfig:
     warmup_steps: int = 50  # content-only generator steps before style and D kick in
     clip_grad: float = 0.0  # max grad norm for G and D (0 = off)
     max_nonfinite: int = 10  # consecutive skipped steps before the run stops
-    ckpt_every: int = 500  # generator steps between checkpoints (last.ckpt is always kept)
+    ckpt_every: int = 500  # generator steps between writes of last.ckpt (at most this is lost)
+    keep_every: int | None = None  # ... between kept step_NNNNNN.ckpt (null: ckpt_every; 0: none)
     image_every: int = 250  # generator steps between validation image grids
     log_every: int = 10  # generator steps between scalar logs
     accelerator: str = "auto"
@@ -110,7 +112,8 @@ class TrainerConfig:
 class TrainConfig:
     name: str = "starry_night"
     seed: int = 0
-    ckpt_path: str | None = None  # null | last | path/to/file.ckpt | path/to/run_dir
+    # auto: resume this run directory's own newest checkpoint if it has one, else start fresh
+    ckpt_path: str | None = "auto"  # auto | null | last | path/to/file.ckpt | path/to/run_dir
     data_dir: str | None = None  # where data/styles and data/coco live; default <repo>/data
     style: StyleConfig = field(default_factory=StyleConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -125,9 +128,14 @@ class StylizeConfig:
     output: str | None = None  # file (one input) or folder; default next to the input
     ckpt: str | None = None  # trained generator; without it: the per-image optimization
     size: int | None = None  # long side; default: original size (ckpt) or 512 (optimization)
+    scale: float | None = None  # or: the original size times this factor
     overwrite: bool = False
     device: str = "auto"  # auto | cpu | cuda | mps
     preserve_color: bool = False
+    # One pass (ckpt=) only:
+    precision: str = "auto"  # auto | 32 | bf16 | fp16
+    tile: str = "auto"  # auto | off | tile size in px
+    batch_size: int = 4  # images of equal size stylized together (folders, video frames)
     # Optimization only:
     steps: int = 300
     optimizer: str = "lbfgs"  # lbfgs | adam
@@ -138,6 +146,15 @@ class StylizeConfig:
     data_dir: str | None = None
     style: StyleConfig = field(default_factory=StyleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class ExportConfig:
+    ckpt: str | None = None  # the training checkpoint to export (its EMA generator)
+    format: str = "onnx"  # onnx | pt2
+    output: str | None = None  # default: beside ckpt, <ckpt stem>.<format>
+    overwrite: bool = False
+    check: bool = True  # compare the export with PyTorch on a random image of odd size
 
 
 @dataclass
@@ -216,6 +233,8 @@ def validate_train(cfg: TrainConfig) -> None:
     t = cfg.trainer
     for key in ("steps", "lr_g", "lr_d", "ckpt_every", "image_every", "log_every", "max_nonfinite"):
         _positive(f"trainer.{key}", getattr(t, key))
+    if t.keep_every is not None:
+        _positive("trainer.keep_every", t.keep_every, allow_zero=True)
     if not 0 <= t.ema_decay < 1:
         raise ConfigError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1)")
     if str(t.precision) == "16-mixed":
@@ -230,17 +249,47 @@ def validate_train(cfg: TrainConfig) -> None:
 
 
 def validate_stylize(cfg: StylizeConfig) -> None:
+    from gan_stylizer.export import EXPORTED_SUFFIXES
+    from gan_stylizer.inference import PRECISIONS, parse_tile
+
     if not cfg.input:
-        raise ConfigError("input= is required: a photo, a folder or a glob")
+        raise ConfigError("input= is required: a photo, a folder, a glob or a video")
     if cfg.size is not None:
         _positive("size", cfg.size)
+    if cfg.scale is not None:
+        _positive("scale", cfg.scale)
+        if cfg.size is not None:
+            raise ConfigError("size= and scale= both given: use one")
     _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
+    _choice("precision", str(cfg.precision), PRECISIONS)
+    try:
+        tile = parse_tile(cfg.tile)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _positive("batch_size", cfg.batch_size)
+    if cfg.ckpt and Path(cfg.ckpt).suffix.lower() in EXPORTED_SUFFIXES:
+        if str(cfg.precision) != "auto":
+            raise ConfigError(
+                f"precision={cfg.precision}: an exported model runs as exported (fp32)"
+            )
+        if tile != "auto":
+            raise ConfigError(
+                f"tile={cfg.tile}: tiling needs the training checkpoint, not an export"
+            )
     _choice("optimizer", cfg.optimizer, ("lbfgs", "adam"))
     _choice("init", cfg.init, ("content", "noise"))
     _positive("steps", cfg.steps)
     if cfg.ckpt is None:
         validate_loss(cfg.loss)
         _positive("style.size", cfg.style.size)
+
+
+def validate_export(cfg: ExportConfig) -> None:
+    from gan_stylizer.export import FORMATS
+
+    if not cfg.ckpt:
+        raise ConfigError("ckpt= is required: the training checkpoint to export")
+    _choice("format", cfg.format, FORMATS)
 
 
 def validate_evaluate(cfg: EvaluateConfig) -> None:

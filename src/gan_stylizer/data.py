@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_stylizer.config import ConfigError, DataConfig
 from gan_stylizer.images import IMAGE_EXTENSIONS, ImageError, load_image
+from gan_stylizer.seeding import derived_seed, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,10 @@ def random_resized_crop(
 
 class PhotoDataset(Dataset):
     """Random crops of photos. An unreadable file is skipped with one log line (and counted),
-    and the next file is used instead: a bad file never stops a run mid-epoch."""
+    and the next file is used instead: a bad file never stops a run mid-epoch.
+
+    dataset[(index, crop_seed)] crops photo `index` with a generator seeded by crop_seed (what
+    PhotoStream asks for in training); dataset[index] draws from torch's global RNG."""
 
     def __init__(self, files: Sequence[Path], image_size: int, long_side: tuple[int, int]) -> None:
         if not files:
@@ -87,7 +92,9 @@ class PhotoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, key: int | tuple[int, int]) -> torch.Tensor:
+        index, crop_seed = key if isinstance(key, tuple) else (key, None)
+        gen = None if crop_seed is None else torch.Generator().manual_seed(crop_seed)
         for offset in range(len(self.files)):
             path = self.files[(index + offset) % len(self.files)]
             if path in self.skipped:
@@ -98,17 +105,77 @@ class PhotoDataset(Dataset):
                 self.skipped.add(path)
                 log.warning("skipping %s (%d skipped so far)", err, len(self.skipped))
                 continue
-            return random_resized_crop(image, self.image_size, self.long_side)
+            return random_resized_crop(image, self.image_size, self.long_side, gen)
         raise RuntimeError("no readable image is left in the training set")
+
+
+class PhotoStream(Sampler):
+    """Which photo and which crop, for one rank: an endless stream that depends on the seed only.
+
+    Global sample p is photo order_e[p mod n] of epoch e = p div n (a seeded permutation of the n
+    photos per epoch), cropped with a generator seeded by (seed, p). Global batch b holds samples
+    [b·B·W, (b+1)·B·W) for batch size B and W ranks, and rank r takes its B consecutive ones. So
+    ranks see different photos and crops; the stream is the same for any number of workers; and
+    a run resumed at generator step s continues exactly where it stopped by starting at batch s.
+    Yields (photo index, crop seed) keys for PhotoDataset.
+    """
+
+    def __init__(
+        self,
+        n_files: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.n_files = n_files
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
+        batch = self.start
+        while True:
+            first = (batch * self.world_size + self.rank) * self.batch_size
+            for position in range(first, first + self.batch_size):
+                if position // self.n_files != epoch:
+                    epoch = position // self.n_files
+                    order = torch.randperm(
+                        self.n_files, generator=seeded_generator(self.seed, "order", epoch)
+                    )
+                photo = int(order[position % self.n_files])
+                yield photo, derived_seed(self.seed, "crop", position)
+            batch += 1
+
+
+def ignore_requeue_signals(worker_id: int) -> None:
+    """DataLoader worker_init_fn. SLURM signals every process of a job step, workers included,
+    and a forked worker inherits the trainer's Python handlers: on the requeue signal it would
+    run Lightning's checkpoint-and-requeue code (SIGUSR1) or submitit's (SIGUSR2), and on
+    SIGTERM Lightning's shutdown code. Workers ignore them; the main process decides and stops
+    its workers itself."""
+    for name in ("SIGUSR1", "SIGUSR2", "SIGTERM"):
+        if hasattr(signal, name):  # no SIGUSR1/2 on Windows
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 class PhotoDataModule(L.LightningDataModule):
     """Training crops from data.source, and a fixed list of validation photos for image grids."""
 
-    def __init__(self, cfg: DataConfig, data_dir: Path) -> None:
+    def __init__(
+        self, cfg: DataConfig, data_dir: Path, seed: int = 0, start_batch: int = 0
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.data_dir = data_dir
+        self.seed = seed
+        self.start_batch = start_batch  # a resumed run: its generator step
         self.train_files = self._train_files()
         if len(self.train_files) < cfg.batch_size:
             raise ConfigError(
@@ -157,14 +224,24 @@ class PhotoDataModule(L.LightningDataModule):
         return images
 
     def train_dataloader(self) -> DataLoader:
+        """This rank's endless stream of batches (data.batch_size per rank), from start_batch."""
         cfg = self.cfg
         dataset = PhotoDataset(self.train_files, cfg.image_size, tuple(cfg.resize_long_side))
+        trainer = self.trainer
+        stream = PhotoStream(
+            len(self.train_files),
+            cfg.batch_size,
+            self.seed,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+            start=self.start_batch,
+        )
         return DataLoader(
             dataset,
             batch_size=cfg.batch_size,
-            shuffle=True,
-            drop_last=True,
+            sampler=stream,
             num_workers=cfg.num_workers,
+            worker_init_fn=ignore_requeue_signals,
             persistent_workers=cfg.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )

@@ -27,6 +27,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "ImageError",
+    "list_images",
     "load_image",
     "long_side_size",
     "luminance",
@@ -35,6 +36,7 @@ __all__ = [
     "preserve_color",
     "read_rgb",
     "resize_long_side",
+    "resize_pil",
     "rgb_to_yiq",
     "save_image",
     "tensor_to_pil",
@@ -82,6 +84,17 @@ class ImageError(Exception):
 
 # ----------------------------------------------------------------------------------------------
 # Reading
+
+
+def list_images(root: str | os.PathLike[str]) -> list[Path]:
+    """Every image file below root (recursive, sorted, hidden files and symlink loops skipped)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
 
 
 def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = None) -> Image.Image:
@@ -221,19 +234,38 @@ def long_side_size(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def load_image(
-    path: str | os.PathLike[str], size: int | None = None, max_pixels: int | None = None
+    path: str | os.PathLike[str],
+    size: int | None = None,
+    max_pixels: int | None = None,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """Read an image file as float32 RGB [1, 3, H, W] in [0, 1], long side `size` if given.
+    """Read an image file as float32 RGB [1, 3, H, W] in [0, 1], long side `size` if given,
+    or its own size times `scale`.
 
     Resizing uses Lanczos on the 8-bit image (aspect kept). Raises `ImageError`.
     """
-    img = read_rgb(path, max_pixels=max_pixels)
+    return pil_to_tensor(resize_pil(read_rgb(path, max_pixels=max_pixels), size, scale))
+
+
+def resize_pil(
+    img: Image.Image, size: int | None = None, scale: float | None = None
+) -> Image.Image:
+    """Long side `size`, or each side times `scale` (rounded, at least 1 px); Lanczos on the
+    8-bit image. Unchanged if neither is given or the size does not change."""
+    if size is not None and scale is not None:
+        raise ValueError("give size or scale, not both")
+    width, height = img.size
     if size is not None:
-        width, height = img.size
         new_height, new_width = long_side_size(height, width, size)
-        if (new_height, new_width) != (height, width):
-            img = img.resize((new_width, new_height), Image.Resampling.LANCZOS)
-    return pil_to_tensor(img)
+    elif scale is not None:
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    else:
+        return img
+    if (new_height, new_width) == (height, width):
+        return img
+    return img.resize((new_width, new_height), Image.Resampling.LANCZOS)
 
 
 def resize_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -269,11 +301,18 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected an RGB tensor [3, H, W], got shape {tuple(image.shape)}")
     if not image.is_floating_point():
         raise ValueError(f"expected a float tensor in [0, 1], got dtype {image.dtype}")
-    pixels = image.detach().to("cpu", torch.float32)
-    if not torch.isfinite(pixels).all():
-        raise ValueError("the image holds NaN or infinite values")
-    pixels = pixels.clamp(0, 1).mul(255).round().to(torch.uint8)  # round: 0.999/255*255 -> 1
-    return Image.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB")
+    height, width = image.shape[-2:]
+    pixels = np.empty((height, width, 3), np.uint8)
+    # In bands of rows: a 4K image is 100 MB per float copy, a band a few MB.
+    rows = max(1, 2**20 // max(width, 1))
+    for r in range(0, height, rows):
+        band = image[:, r : r + rows].detach().to("cpu", torch.float32)
+        if not torch.isfinite(band).all():
+            raise ValueError("the image holds NaN or infinite values")
+        # round, not truncate: 0.999/255*255 -> 1
+        band = band.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+        pixels[r : r + rows] = band.permute(1, 2, 0).numpy()
+    return Image.fromarray(pixels, "RGB")
 
 
 def save_image(
@@ -419,6 +458,7 @@ _RGB_TO_YIQ = torch.tensor(
     dtype=torch.float64,
 )
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)  # exact inverse, so a round trip is lossless
+_COLOR_CHUNK = 2**20  # pixels per band in preserve_color
 
 
 def _check_rgb(image: torch.Tensor, name: str) -> None:
@@ -466,6 +506,14 @@ def preserve_color(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tenso
         content = F.interpolate(
             content, size=target.shape[-2:], mode="bicubic", antialias=True, align_corners=False
         )
-    chroma = rgb_to_yiq(content)[:, 1:].expand(target.shape[0], -1, -1, -1)
-    yiq = torch.cat([luminance(target), chroma], dim=1)
-    return yiq_to_rgb(yiq).clamp(0, 1).to(stylized.dtype)
+    content = content.expand(target.shape[0], -1, -1, -1)
+    out = torch.empty_like(target, dtype=stylized.dtype)
+    # Pointwise, so done in bands of rows: a few float copies of a band, not of a 4K image.
+    rows = max(1, _COLOR_CHUNK // (target.shape[0] * target.shape[-1]))
+    for r in range(0, target.shape[-2], rows):
+        band = slice(r, r + rows)
+        yiq = torch.cat(
+            [luminance(target[..., band, :]), rgb_to_yiq(content[..., band, :])[:, 1:]], dim=1
+        )
+        out[..., band, :] = yiq_to_rgb(yiq).clamp_(0, 1)
+    return out

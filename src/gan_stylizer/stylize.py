@@ -1,22 +1,42 @@
-"""Stylize files, folders or globs: in one forward pass with a trained generator (ckpt=), or by
-the per-image optimization of the seed's method (no ckpt). Each output is written atomically;
-an existing output is skipped unless overwrite=true, and an input is never overwritten."""
+"""Stylize files, folders, globs or a video: in one forward pass with a trained generator
+(ckpt=: a training checkpoint, or an exported .onnx / .pt2 model), or by the per-image
+optimization of the seed's method (no ckpt). Each output is written atomically; an existing
+output is skipped unless overwrite=true, and an input is never overwritten.
+
+Folders run as a pipeline: photos are decoded ahead in threads, stylized in batches of equal
+size, and encoded in a thread while the next batch runs.
+"""
 
 from __future__ import annotations
 
 import glob
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from gan_stylizer.checkpoint import load_generator
 from gan_stylizer.config import ConfigError, StylizeConfig, validate_stylize
-from gan_stylizer.data import list_images
-from gan_stylizer.images import ImageError, load_image, preserve_color, save_image
+from gan_stylizer.export import EXPORTED_SUFFIXES, load_exported
+from gan_stylizer.images import (
+    ImageError,
+    list_images,
+    pil_to_tensor,
+    preserve_color,
+    read_rgb,
+    resize_pil,
+    save_image,
+    tensor_to_pil,
+)
+from gan_stylizer.inference import AUTO_TILE_PIXELS, Stylizer, resolve_dtype
 from gan_stylizer.optimize import stylize_by_optimization
+from gan_stylizer.video import VIDEO_EXTENSIONS, VideoError, is_video, stylize_video
 
 OPTIMIZATION_SIZE = 512  # default long side for the (slow) optimization
 
@@ -88,19 +108,33 @@ def plan_outputs(
     return pairs
 
 
-def _one_pass(cfg: StylizeConfig, device: torch.device) -> tuple[Callable, str]:
+@dataclass
+class Method:
+    """How inputs are stylized: apply([B, 3, H, W] in [0, 1]) -> float32 on the CPU."""
+
+    apply: Callable[[torch.Tensor], torch.Tensor]
+    label: str
+    batch: bool  # apply takes batches (one pass) or one image at a time (optimization)
+    recolor: bool  # preserve_color is applied to apply's output (one pass)
+    description: str = ""
+
+
+def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
+    if Path(cfg.ckpt).suffix.lower() in EXPORTED_SUFFIXES:
+        apply, label = load_exported(cfg.ckpt, device)
+        return Method(apply, label, True, cfg.preserve_color, f"exported model, fp32 on {device}")
     generator, run_config = load_generator(cfg.ckpt)
-    generator = generator.to(device)
     label = str(run_config.get("name") or run_config.get("style", {}).get("name") or "stylized")
+    dtype = resolve_dtype(str(cfg.precision), device)
+    try:
+        stylizer = Stylizer(generator, device, dtype, cfg.tile)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"precision={cfg.precision}: cannot run on {device}: {err}") from None
+    precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return Method(stylizer, label, True, cfg.preserve_color, f"{precision} on {device}")
 
-    @torch.no_grad()
-    def apply(content: torch.Tensor) -> torch.Tensor:
-        return generator(content.to(device)).float().cpu()
 
-    return apply, label
-
-
-def _optimization(cfg: StylizeConfig, device: torch.device) -> tuple[Callable, str]:
+def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
     from gan_stylizer.train import build_criterion, data_dir_of, load_style_image
 
     style_image = load_style_image(cfg.style, data_dir_of(cfg.data_dir)).to(device)
@@ -124,60 +158,245 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> tuple[Callable, s
             progress=sys.stderr.isatty(),
         )
         f = result.final
-        print(
+        tqdm.write(
             f"  {result.steps} steps, {result.seconds / result.steps:.2f} s/step, "
             f"style {f['style']:.4g}, content {f['content']:.4g}, total {f['total']:.4g}"
         )
-        return result.image.cpu()
+        return result.image.float().cpu()
 
-    return apply, cfg.style.name
+    return Method(apply, cfg.style.name, False, False, f"optimization on {device}")
+
+
+def _recolor(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+    return preserve_color(content, stylized)
 
 
 def run(cfg: StylizeConfig) -> int:
     """Stylize every input; returns the number of inputs that failed."""
     validate_stylize(cfg)
-    files, root = collect_inputs(cfg.input)
+    video = is_video(cfg.input)
+    if video and not cfg.ckpt:
+        raise ConfigError(
+            "a video needs ckpt= (a trained generator); the optimization is per image"
+        )
+    if video and not Path(cfg.input).is_file():
+        raise ConfigError(f"input={cfg.input}: no such video file")
+    files, root = ([Path(cfg.input)], None) if video else collect_inputs(cfg.input)
     device = pick_device(cfg.device)
-    apply, label = _one_pass(cfg, device) if cfg.ckpt else _optimization(cfg, device)
-    size = cfg.size if cfg.size is not None else (None if cfg.ckpt else OPTIMIZATION_SIZE)
-    pairs = plan_outputs(files, root, cfg.output, label)
-    inputs = {src.resolve() for src, _ in pairs}
+    method = _one_pass(cfg, device) if cfg.ckpt else _optimization(cfg, device)
+    size = cfg.size
+    if cfg.size is None and cfg.scale is None and not cfg.ckpt:
+        size = OPTIMIZATION_SIZE
+    if video:
+        pairs = [(files[0], plan_video_output(files[0], cfg.output, method.label))]
+    else:
+        pairs = plan_outputs(files, root, cfg.output, method.label)
+    print(f"{method.label}: {method.description}")
 
-    done = skipped = failed = 0
+    tally = Tally()
+    inputs = {src.resolve() for src, _ in pairs}
+    todo = []
     for src, dst in pairs:
         if dst.resolve() in inputs:
-            print(
-                f"error: {dst}: output would overwrite an input; choose another output=",
-                file=sys.stderr,
-            )
-            failed += 1
-            continue
-        if dst.exists() and not cfg.overwrite:
-            print(f"skip: {dst} exists (overwrite=true replaces it)")
-            skipped += 1
-            continue
+            tally.fail(f"error: {dst}: output would overwrite an input; choose another output=")
+        elif dst.exists() and not cfg.overwrite:
+            tally.skip(f"skip: {dst} exists (overwrite=true replaces it)")
+        else:
+            todo.append((src, dst))
+    if video and todo:
+        _run_video(todo[0], method, cfg, size, tally)
+    elif todo:
+        batch_size = cfg.batch_size if method.batch else 1
+        recolor = _recolor if method.recolor else None
+        _run_images(todo, method.apply, size, cfg.scale, batch_size, recolor, tally)
+    if len(pairs) > 1 or tally.failed or tally.skipped:
+        print(f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
+    return tally.failed
+
+
+def plan_video_output(src: Path, output: str | None, label: str) -> Path:
+    """A video's output: output= (a video file, or a folder to put it in), default
+    <stem>_<label><suffix> beside it."""
+    name = f"{src.stem}_{label}{src.suffix.lower()}"
+    if output is None:
+        return src.with_name(name)
+    out = Path(output).expanduser()
+    if out.is_dir() or output.endswith(("/", "\\")):
+        return out / name
+    if out.suffix.lower() not in VIDEO_EXTENSIONS:
+        known = ", ".join(sorted(VIDEO_EXTENSIONS))
+        raise ConfigError(
+            f"output={output}: a video's output is a video file ({known}) or a folder"
+        )
+    return out
+
+
+@dataclass
+class Tally:
+    """Counts, and one line per input: results on stdout, errors on stderr (above any bar)."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bar: tqdm | None = field(default=None, repr=False)
+
+    def ok(self, line: str) -> None:
+        self.done += 1
+        tqdm.write(line, file=sys.stdout)
+        self._advance()
+
+    def skip(self, line: str) -> None:
+        self.skipped += 1
+        tqdm.write(line, file=sys.stdout)
+
+    def fail(self, line: str) -> None:
+        self.failed += 1
+        tqdm.write(line, file=sys.stderr)
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def _reason(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200] or type(err).__name__
+
+
+def _run_video(pair: tuple[Path, Path], method: Method, cfg, size, tally: Tally) -> None:
+    src, dst = pair
+    with tqdm(desc=src.name, unit="frame", disable=None, file=sys.stderr, leave=False) as bar:
         try:
-            content = load_image(src, size=size)
-            start = time.perf_counter()
-            stylized = apply(content)
-            if cfg.preserve_color and cfg.ckpt:
-                stylized = preserve_color(content, stylized)
-            seconds = time.perf_counter() - start
-            save_image(stylized, dst)
-        except ImageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        except (RuntimeError, FloatingPointError) as err:  # out of memory, diverged optimization
-            reason = " ".join(str(err).split())[:200]
-            print(
-                f"error: {src}: could not stylize: {reason} (try a smaller size=)", file=sys.stderr
+            result = stylize_video(
+                src,
+                dst,
+                method.apply,
+                size=size,
+                scale=cfg.scale,
+                batch_size=cfg.batch_size,
+                transform=_recolor if method.recolor else None,
+                progress=bar.update,
             )
-            failed += 1
+        except VideoError as err:
+            tally.fail(f"error: {err}")
+            return
+        except RuntimeError as err:  # out of memory
+            tally.fail(f"error: {src}: could not stylize: {_reason(err)} (try a smaller size=)")
+            return
+    audio = ", audio dropped" if result.had_audio else ""
+    tally.ok(
+        f"{src} -> {dst} ({result.width}x{result.height}, {result.frames} frames at "
+        f"{float(result.rate):.3g} fps{audio}, {result.seconds:.2f} s)"
+    )
+
+
+def _run_images(
+    todo: list[tuple[Path, Path]],
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    size: int | None,
+    scale: float | None,
+    batch_size: int,
+    recolor: Callable | None,
+    tally: Tally,
+) -> None:
+    """Decode ahead (2 threads), stylize in batches of equal-size images, encode behind
+    (1 thread); one line per input, in input order."""
+    with (
+        ThreadPoolExecutor(2, thread_name_prefix="decode") as readers,
+        ThreadPoolExecutor(1, thread_name_prefix="encode") as writers,
+        tqdm(total=len(todo), unit="img", disable=None, file=sys.stderr, leave=False) as bar,
+    ):
+        tally.bar = bar
+        # Decoded 8-bit pictures in flight: at most batch_size (a 4K photo is 25 MB so).
+        loads = _prefetch(readers, todo, size, scale, ahead=batch_size)
+        lines: deque = deque()  # (future of the write or None, line if it succeeds or fails)
+        for batch in _batches(loads, batch_size):
+            if isinstance(batch, str):  # a file that could not be read
+                lines.append((None, batch))
+                continue
+            contents = batch[0][2] if len(batch) == 1 else torch.cat([c for _, _, c in batch])
+            start = time.perf_counter()
+            try:
+                stylized = apply(contents)
+                if recolor is not None:
+                    stylized = recolor(contents, stylized)
+            except (RuntimeError, FloatingPointError) as err:  # out of memory, diverged
+                for src, _, _ in batch:
+                    reason = f"could not stylize: {_reason(err)} (try a smaller size=)"
+                    lines.append((None, f"error: {src}: {reason}"))
+                continue
+            seconds = (time.perf_counter() - start) / len(batch)
+            sources = [(src, dst) for src, dst, _ in batch]
+            del contents, batch  # a 4K photo is 100 MB as floats: keep only what is needed
+            for (src, dst), image in zip(sources, stylized, strict=True):
+                try:
+                    picture = tensor_to_pil(image)  # encoded from 8 bits: 1/4 of the memory
+                except ValueError as err:  # NaN from a diverged network
+                    lines.append((None, f"error: {dst}: nothing written: {err}"))
+                    continue
+                w, h = picture.size
+                line = f"{src} -> {dst} ({w}x{h}, {seconds:.2f} s)"
+                lines.append((writers.submit(save_image, picture, dst), line))
+            del stylized
+            while lines and (lines[0][0] is None or lines[0][0].done() or len(lines) > 8):
+                _report(*lines.popleft(), tally)
+        while lines:
+            _report(*lines.popleft(), tally)
+        tally.bar = None
+
+
+def _read(src: Path, size: int | None, scale: float | None):
+    return resize_pil(read_rgb(src), size, scale)
+
+
+def _prefetch(pool, todo, size, scale, ahead: int) -> Iterator[tuple[Path, Path, Future]]:
+    """(src, dst, future of the decoded 8-bit picture), keeping `ahead` decodes in flight."""
+    pending: deque = deque()
+    for src, dst in todo:
+        pending.append((src, dst, pool.submit(_read, src, size, scale)))
+        if len(pending) > ahead:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
+
+
+def _batches(loads, batch_size: int) -> Iterator[list | str]:
+    """Consecutive decoded images of equal size, at most batch_size and AUTO_TILE_PIXELS in
+    all (a large photo runs alone), as [(src, dst, content)]; an unreadable file as its line."""
+    batch: list = []
+    for src, dst, future in loads:
+        try:
+            content = pil_to_tensor(future.result())
+        except (ImageError, MemoryError) as err:
+            if batch:  # the photos before it first: lines stay in input order
+                yield batch
+                batch = []
+            if isinstance(err, MemoryError):
+                yield f"error: {src}: not enough memory to decode this image"
+            else:
+                yield f"error: {err}"
             continue
-        h, w = stylized.shape[-2:]
-        print(f"{src} -> {dst} ({w}x{h}, {seconds:.2f} s)")
-        done += 1
-    if len(pairs) > 1 or failed or skipped:
-        print(f"done {done}, skipped {skipped}, failed {failed}")
-    return failed
+        pixels = content.shape[-2] * content.shape[-1]
+        if batch and (
+            content.shape != batch[0][2].shape
+            or len(batch) >= batch_size
+            or pixels * (len(batch) + 1) > AUTO_TILE_PIXELS
+        ):
+            yield batch
+            batch = []
+        batch.append((src, dst, content))
+    if batch:
+        yield batch
+
+
+def _report(saved: Future | None, line: str, tally: Tally) -> None:
+    """One input's line, once its write (if any) is done."""
+    if saved is None:
+        tally.fail(line)
+        return
+    try:
+        saved.result()
+    except ImageError as err:
+        tally.fail(f"error: {err}")
+        return
+    tally.ok(line)

@@ -22,6 +22,7 @@ from gan_stylizer.losses import d_loss, g_adv_loss, r1_penalty, tv_loss
 from gan_stylizer.models.discriminator import PatchDiscriminator
 from gan_stylizer.models.generator import Generator
 from gan_stylizer.perceptual import PerceptualCriterion
+from gan_stylizer.seeding import seeded_generator
 
 
 class TrainingDiverged(RuntimeError):
@@ -35,23 +36,28 @@ def build_generator(model_cfg: dict) -> Generator:
 
 
 def random_style_crops(
-    style_image: torch.Tensor, n: int, size: int, scale: tuple[float, float]
+    style_image: torch.Tensor,
+    n: int,
+    size: int,
+    scale: tuple[float, float],
+    gen: torch.Generator | None = None,
 ) -> torch.Tensor:
     """n random crops [n,3,size,size] of RGB [0,1] [1,3,H,W], each at a random scale in
-    `scale` (upscaled when the painting would be smaller than the crop) and randomly flipped."""
+    `scale` (upscaled when the painting would be smaller than the crop) and randomly flipped.
+    The draws come from `gen` (a CPU generator) or torch's global RNG."""
     h, w = style_image.shape[-2:]
     crops = []
     for _ in range(n):
-        s = float(torch.empty(()).uniform_(scale[0], scale[1]))
+        s = float(torch.empty(()).uniform_(scale[0], scale[1], generator=gen))
         s = max(s, size / min(h, w))
         sh, sw = max(size, round(h * s)), max(size, round(w * s))
         scaled = F.interpolate(
             style_image, size=(sh, sw), mode="bilinear", antialias=True, align_corners=False
         )
-        top = int(torch.randint(0, sh - size + 1, ()))
-        left = int(torch.randint(0, sw - size + 1, ()))
+        top = int(torch.randint(0, sh - size + 1, (), generator=gen))
+        left = int(torch.randint(0, sw - size + 1, (), generator=gen))
         crop = scaled[..., top : top + size, left : left + size]
-        crops.append(crop.flip(-1) if torch.rand(()) < 0.5 else crop)
+        crops.append(crop.flip(-1) if torch.rand((), generator=gen) < 0.5 else crop)
     return torch.cat(crops).clamp(0, 1)
 
 
@@ -174,11 +180,14 @@ class StylizerSystem(L.LightningModule):
         self, opt_d, batch_size: int, fake: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         loss_cfg = self.cfg.loss
+        # Seeded by step and rank: each rank draws its own crops, and a resumed run the same
+        # crops as an uninterrupted one.
         real = random_style_crops(
             self.style_image,
             batch_size,
             fake.shape[-1],
             tuple(self.cfg.model.discriminator.crop_scale),
+            gen=seeded_generator(self.cfg.seed, "style_crops", self.global_rank, self.g_step),
         )
         with self.toggled_optimizer(opt_d):
             r1 = loss_cfg.r1 > 0
@@ -255,12 +264,14 @@ class StylizerSystem(L.LightningModule):
             "format": 1,
             "g_step": self.g_step,
             "nonfinite_total": self.nonfinite_total,
+            "nonfinite_streak": self._nonfinite_streak,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("gan_stylizer", {})
         self.g_step = int(state.get("g_step", 0))
         self.nonfinite_total = int(state.get("nonfinite_total", 0))
+        self._nonfinite_streak = int(state.get("nonfinite_streak", 0))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.g_step >= self.cfg.trainer.steps:

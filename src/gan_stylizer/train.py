@@ -8,24 +8,30 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from gan_stylizer.checkpoint import CheckpointError, load_checkpoint
 from gan_stylizer.config import ConfigError, TrainConfig, to_plain, validate_train
 from gan_stylizer.data import PhotoDataModule
 from gan_stylizer.images import load_image, make_grid, resize_long_side, save_image
 from gan_stylizer.models.vgg import build_vgg
 from gan_stylizer.perceptual import PerceptualCriterion
-from gan_stylizer.styles import resolve_style
+from gan_stylizer.styles import REGISTRY, StyleError, resolve_style
 from gan_stylizer.system import StylizerSystem
 
 log = logging.getLogger(__name__)
@@ -43,20 +49,44 @@ def data_dir_of(configured: str | None) -> Path:
     return Path(configured).expanduser() if configured else default_data_dir()
 
 
-def load_style_image(style_cfg, data_dir: Path) -> torch.Tensor:
+def load_style_image(style_cfg, data_dir: Path, local_rank: int = 0) -> torch.Tensor:
     """The painting named by the style config, RGB [0,1] [1,3,H,W] at style.size long side."""
-    path = resolve_style(style_cfg.name, style_cfg.path, data_dir / "styles")
+    path = fetch_style(style_cfg, data_dir / "styles", local_rank)
     return load_image(path, size=style_cfg.size)
 
 
-class PeriodicCheckpoint(Callback):
-    """Writes checkpoints/step_NNNNNN.ckpt every `every` generator steps, and last.ckpt at each
-    of them and at the end. Every write goes to a temporary file first and is renamed into
-    place, so a crash mid-write never replaces the previous good checkpoint."""
+def fetch_style(
+    style_cfg, cache_dir: Path, local_rank: int = 0, wait_s: float = 600.0, poll_s: float = 0.5
+) -> Path:
+    """The painting's local file. Only local rank 0 downloads a registry painting that is not
+    cached yet; the other ranks of its node wait for the file (a download is renamed into place
+    whole), so a node downloads it once, not once per rank."""
+    spec = REGISTRY.get(style_cfg.name)
+    if local_rank != 0 and style_cfg.path is None and spec is not None:
+        target = Path(cache_dir) / spec.filename
+        deadline = time.monotonic() + wait_s
+        while not target.is_file():
+            if time.monotonic() > deadline:
+                raise StyleError(
+                    f"style {style_cfg.name!r}: local rank {local_rank} waited {wait_s:g} s for "
+                    f"local rank 0 to download {target}; see rank 0's error, or place the file "
+                    "there by hand"
+                )
+            time.sleep(poll_s)
+    return resolve_style(style_cfg.name, style_cfg.path, cache_dir, download=local_rank == 0)
 
-    def __init__(self, dirpath: Path, every: int) -> None:
+
+class PeriodicCheckpoint(Callback):
+    """Writes checkpoints/last.ckpt every `every` generator steps and at the end, and keeps a
+    copy as step_NNNNNN.ckpt every `keep_every` steps (0: none). Every write goes to a temporary
+    file first and is renamed into place, so a kill at any moment (SIGKILL included) leaves the
+    previous good checkpoint. A new last.ckpt supersedes the hpc_ckpt_N.ckpt files of Lightning's
+    SLURM requeue (saved at the same or an earlier step), which are then removed."""
+
+    def __init__(self, dirpath: Path, every: int, keep_every: int | None = None) -> None:
         self.dirpath = dirpath
         self.every = every
+        self.keep_every = every if keep_every is None else keep_every
         self._saved_at = -1
 
     def _save(self, trainer: L.Trainer, step: int, keep_step_file: bool) -> None:
@@ -73,21 +103,74 @@ class PeriodicCheckpoint(Callback):
                     self.dirpath / f".step.tmp{os.getpid()}", self.dirpath / f"step_{step:06d}.ckpt"
                 )
             os.replace(tmp, self.dirpath / "last.ckpt")
+            for superseded in self.dirpath.glob("hpc_ckpt_*.ckpt"):
+                superseded.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.g_step
-        if step % self.every == 0:
-            self._save(trainer, step, keep_step_file=True)
+        keep = self.keep_every > 0 and step % self.keep_every == 0
+        if keep or step % self.every == 0:
+            self._save(trainer, step, keep_step_file=keep)
 
-    def on_train_end(self, trainer, pl_module) -> None:
+    def save_last(self, trainer: L.Trainer, pl_module: StylizerSystem) -> None:
         self._save(trainer, pl_module.g_step, keep_step_file=False)
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save_last(trainer, pl_module)
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # Ctrl-C: keep what was learned since the last checkpoint. Single process only: saving
-        # is collective, and under DDP the other ranks are being torn down.
-        if isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1:
+        # Ctrl-C, or SIGTERM (`kill`, SLURM preemption, which Lightning turns into a
+        # SIGTERMException between two batches): keep what was learned since the last
+        # checkpoint. Saving is collective: one process, or SIGTERM in processes that SLURM or
+        # torchrun started, where Lightning stops every rank at the same batch. Under DDP
+        # started by Lightning itself, the other ranks are being torn down.
+        alone = trainer.world_size == 1
+        if (isinstance(exception, KeyboardInterrupt) and alone) or (
+            isinstance(exception, SIGTERMException) and (alone or trainer.strategy.launcher is None)
+        ):
             self._save(trainer, pl_module.g_step, keep_step_file=False)
             log.warning("interrupted: saved %s", self.dirpath / "last.ckpt")
+
+
+class RequeueAtBatchEnd(Callback):
+    """Runs the requeue handler of a cluster job between two batches, never inside one.
+
+    Lightning's SLURM handler (SIGUSR1) saves an hpc checkpoint the moment the signal arrives,
+    and submitit's (SIGUSR2) requeues at once: either can fall between D's and G's step of a
+    batch. This wraps the handler found when training starts: a signal only marks itself
+    pending, and at the next batch end, where the ranks agree (one tiny all-reduce), the handler
+    runs on every rank, after `save_first` writes last.ckpt where the handler saves nothing
+    itself (submitit). The resumed run then repeats or skips no step. (Blocking the signal
+    instead would not work: a signal sent to a process goes to any thread that does not block
+    it.)"""
+
+    def __init__(self, signum: int, save_first: PeriodicCheckpoint | None = None) -> None:
+        self.signum = signum
+        self.save_first = save_first
+        self._handler = None
+        self._pending = False
+
+    def _defer(self, signum, frame) -> None:
+        self._pending = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        handler = signal.getsignal(self.signum)  # Lightning registers its own at fit() start
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            self._handler = handler
+            signal.signal(self.signum, self._defer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._handler is None:
+            return
+        if trainer.strategy.reduce_boolean_decision(self._pending, all=False):
+            self._pending = False
+            if self.save_first is not None:
+                self.save_first.save_last(trainer, pl_module)
+            self._handler(self.signum, None)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._handler is not None and signal.getsignal(self.signum) == self._defer:
+            signal.signal(self.signum, self._handler)
 
 
 class SampleGrid(Callback):
@@ -250,11 +333,28 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
     (out_dir / "checkpoints" / "model_card.md").write_text("\n".join(lines))
 
 
-def write_run_info(out_dir: Path, cfg: TrainConfig) -> None:
-    """run_info.json: library versions, git commit, command line: what reproduces the run."""
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries that decide a run's numbers (None: not installed)."""
     import lightning
     import torchvision
 
+    # __version__ where it carries the build (torch 2.x+cu130), the installed metadata elsewhere
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": lightning.__version__,
+    }
+    for name in ("hydra-core", "omegaconf", "numpy", "pillow", "submitit"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def session_info() -> dict:
+    """This process: start time, command, host, library versions, git commit, SLURM job."""
     repo = Path(__file__).resolve().parents[2]
     commit = dirty = None
     try:
@@ -281,27 +381,132 @@ def write_run_info(out_dir: Path, cfg: TrainConfig) -> None:
         "command": sys.argv,
         "host": platform.node(),
         "python": platform.python_version(),
-        "versions": {
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "lightning": lightning.__version__,
-        },
+        "versions": library_versions(),
         "git_commit": commit,
         "git_dirty": dirty,
-        "config": to_plain(cfg),
     }
+    slurm = {
+        key: os.environ[var]
+        for key, var in (
+            ("job_id", "SLURM_JOB_ID"),
+            ("restart_count", "SLURM_RESTART_COUNT"),
+            ("nodes", "SLURM_JOB_NODELIST"),
+            ("ntasks", "SLURM_NTASKS"),
+        )
+        if var in os.environ
+    }
+    if slurm:
+        info["slurm"] = slurm
+    return info
+
+
+def write_run_info(
+    out_dir: Path, cfg: TrainConfig, resumed_from: Path | None = None, at_step: int = 0
+) -> None:
+    """run_info.json: library versions, git commit, command line, config: what reproduces the
+    run. A session that resumes keeps the record of the first and appends its own to
+    "resumed" (a requeued SLURM job adds one entry per restart)."""
+    path = out_dir / "run_info.json"
+    session = session_info()
+    info = None
+    if resumed_from is not None and path.is_file():
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            info = None
+    if info is None:
+        info = {**session, "config": to_plain(cfg)}
+    if resumed_from is not None:
+        resume = {"from": str(resumed_from), "at_step": at_step}
+        info.setdefault("resumed", []).append({**session, **resume})
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
-def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> Path | None:
-    """null -> fresh run; 'last' -> this run's last.ckpt, else the newest last.ckpt of a
-    sibling run (same parent folder); a run directory -> its last.ckpt; a file -> itself."""
-    if not ckpt_path:
-        return None
-    if ckpt_path == "last":
-        own = out_dir / "checkpoints" / "last.ckpt"
-        if own.is_file():
+# What may change between the sessions of one run under ckpt_path=auto: the budget, the
+# hardware, where the files are, how often to log. Anything else (loss, data, model, seed,
+# optimizer) means the command describes another run.
+SESSION_KEYS = (
+    "name",
+    "ckpt_path",
+    "data_dir",
+    "data.root",
+    "data.val_root",
+    "data.num_workers",
+    "trainer.steps",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.threads",
+    "trainer.ckpt_every",
+    "trainer.keep_every",
+    "trainer.image_every",
+    "trainer.log_every",
+    "trainer.max_nonfinite",
+)
+
+
+def run_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """A run directory's resumable checkpoints: last.ckpt, and the hpc_ckpt_N.ckpt that
+    Lightning's SLURM requeue writes (trainer.default_root_dir is the checkpoints folder)."""
+    found = [ckpt_dir / "last.ckpt", *sorted(ckpt_dir.glob("hpc_ckpt_*.ckpt"))]
+    return [p for p in found if p.is_file()]
+
+
+def newest_checkpoint(ckpt_dir: Path) -> tuple[Path, dict] | None:
+    """(path, contents) of the run's checkpoint with the most generator steps. An unreadable
+    one (an hpc checkpoint whose write was killed) is skipped with a warning."""
+    best: tuple[Path, dict, int] | None = None
+    problems = []
+    for path in run_checkpoints(ckpt_dir):
+        try:
+            ckpt = load_checkpoint(path)
+            step = int(ckpt["gan_stylizer"]["g_step"])
+        except (CheckpointError, KeyError, TypeError, ValueError) as err:
+            problems.append(f"{path.name}: {err}")
+            log.warning("cannot resume from %s: %s", path, err)
+            continue
+        if best is None or step > best[2]:
+            best = (path, ckpt, step)
+    if best is None and problems:
+        raise ConfigError(
+            f"{ckpt_dir} holds checkpoints but none can be resumed ({'; '.join(problems)}); "
+            "move them away to start afresh, or name one with ckpt_path="
+        )
+    return (best[0], best[1]) if best else None
+
+
+def choose_resume(cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, dict | None]:
+    """The checkpoint to resume and its contents, (None, None) for a fresh run.
+
+    auto: this run directory's newest checkpoint (last.ckpt or a SLURM hpc_ckpt_N.ckpt) if any,
+    so that rerunning a command (or a requeued job) continues its run; it must describe the same
+    run (see SESSION_KEYS). null: fresh, refused where a run exists. last: this run's newest,
+    else the newest last.ckpt of a sibling run (same parent folder). A run directory: its
+    last.ckpt. A file: itself. The last three may change the loss or data, not model or style.
+    """
+    ckpt_dir = out_dir / "checkpoints"
+    mode = cfg.ckpt_path
+    if not mode:
+        if run_checkpoints(ckpt_dir):
+            raise ConfigError(
+                f"{out_dir} already holds a run ({ckpt_dir}); resume it with ckpt_path=auto, "
+                "or choose another hydra.run.dir"
+            )
+        return None, None
+    if mode == "auto":
+        own = newest_checkpoint(ckpt_dir)
+        if own is not None:
+            check_same_run(own[0], own[1], cfg)
+            return own
+        return None, None
+    if mode == "last":
+        own = newest_checkpoint(ckpt_dir)
+        if own is not None:
+            check_resumable(own[0], own[1], cfg)
             return own
         siblings = sorted(
             out_dir.parent.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
@@ -310,24 +515,31 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> Path | None:
             raise ConfigError(
                 f"ckpt_path=last: no checkpoints/last.ckpt in {out_dir} or its sibling runs"
             )
-        return siblings[-1]
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: {path} does not exist")
-    return path
+        path = siblings[-1]
+    else:
+        path = Path(mode).expanduser()
+        if path.is_dir():
+            path = path / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={mode}: {path} does not exist")
+    ckpt = load_checkpoint(path)
+    check_resumable(path, ckpt, cfg)
+    return path, ckpt
 
 
-def check_resumable(path: Path, cfg: TrainConfig) -> None:
-    """Refuse to resume a checkpoint of another model or painting: Lightning would fail on the
-    weights (a traceback) or, worse, silently go on training with a different style."""
-    from gan_stylizer.checkpoint import load_checkpoint
-
+def saved_config(path: Path, ckpt: dict) -> dict:
     try:
-        saved = load_checkpoint(path)["hyper_parameters"]["config"]
+        config = ckpt["hyper_parameters"]["config"]
+        ckpt["gan_stylizer"]["g_step"]
     except (KeyError, TypeError):
         raise ConfigError(f"ckpt_path: {path} is not a gan-stylizer training checkpoint") from None
+    return config
+
+
+def check_resumable(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
+    """Refuse to resume a checkpoint of another model or painting: Lightning would fail on the
+    weights (a traceback) or, worse, silently go on training with a different style."""
+    saved = saved_config(path, ckpt)
     now = to_plain(cfg)
     for key in ("model", "style"):
         if saved.get(key) != now[key]:
@@ -335,6 +547,52 @@ def check_resumable(path: Path, cfg: TrainConfig) -> None:
                 f"ckpt_path: {path} was trained with {key}={saved.get(key)}, this run asks for "
                 f"{key}={now[key]}; resume with the same {key} settings or start a new run"
             )
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "loss.style_layers":
+            flat |= _flat(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def check_same_run(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
+    """ckpt_path=auto resumes a run directory only with the settings it was started with (up to
+    SESSION_KEYS): another loss or seed in the same directory is another run, not a restart."""
+    saved, now = _flat(saved_config(path, ckpt)), _flat(to_plain(cfg))
+    changed = sorted(
+        k for k in saved.keys() & now.keys() if k not in SESSION_KEYS and saved[k] != now[k]
+    )
+    if changed:
+        first = changed[0]
+        more = f" (and {len(changed) - 1} more: {', '.join(changed[1:])})" if changed[1:] else ""
+        raise ConfigError(
+            f"ckpt_path=auto: {path.parent.parent} holds a run with {first}={saved[first]}, this "
+            f"command asks for {first}={now[first]}{more}; use another hydra.run.dir for a new "
+            f"run, or continue this one with new settings: ckpt_path={path}"
+        )
+
+
+def submitit_signal() -> int | None:
+    """The signal on which submitit checkpoints and requeues its job (SIGUSR2 unless
+    SUBMITIT_PREEMPT_SIGNAL says otherwise), when this process is a submitit job."""
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+
+
+def slurm_environment() -> SLURMEnvironment | None:
+    """Lightning's SLURM environment when this process is a SLURM task (srun). Exactly one
+    mechanism requeues a job: submitit's (SIGUSR2) when hydra/launcher=submitit_slurm submitted
+    it, so Lightning's auto-requeue is off there; otherwise Lightning's (SIGUSR1: an hpc
+    checkpoint, then `scontrol requeue`)."""
+    if not SLURMEnvironment.detect():
+        return None
+    return SLURMEnvironment(auto_requeue=os.environ.get("SUBMITIT_EXECUTOR") != "slurm")
 
 
 def choose_strategy(t) -> str:
@@ -358,40 +616,26 @@ def build_criterion(loss_cfg) -> PerceptualCriterion:
     return PerceptualCriterion(vgg, dict(loss_cfg.style_layers), loss_cfg.content_layer)
 
 
-def run(cfg: TrainConfig, out_dir: Path) -> Path:
-    """Train a stylizer; everything is written below out_dir. Returns the last checkpoint."""
-    validate_train(cfg)
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    resume = resolve_ckpt_path(cfg.ckpt_path, out_dir)
-    if resume is None and (ckpt_dir / "last.ckpt").exists():
-        # A fresh run here would overwrite the checkpoints of the one before it.
-        raise ConfigError(
-            f"{out_dir} already holds a run ({ckpt_dir / 'last.ckpt'}); resume it with "
-            "ckpt_path=last, or choose another hydra.run.dir"
-        )
-    if resume is not None:
-        check_resumable(resume, cfg)
-    if cfg.trainer.threads > 0:
-        torch.set_num_threads(cfg.trainer.threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data_dir = data_dir_of(cfg.data_dir)
-
-    datamodule = PhotoDataModule(cfg.data, data_dir)
-    style_image = load_style_image(cfg.style, data_dir)
-    criterion = build_criterion(cfg.loss)
-    system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images())
-
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    # VGG and G_ema are in eval mode on purpose (frozen network, inference copy).
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+def build_trainer(cfg: TrainConfig, out_dir: Path) -> L.Trainer:
     t = cfg.trainer
-    trainer = L.Trainer(
-        default_root_dir=out_dir,
+    ckpt_dir = out_dir / "checkpoints"
+    periodic = PeriodicCheckpoint(ckpt_dir, t.ckpt_every, t.keep_every)
+    callbacks = [periodic, SampleGrid(out_dir / "samples", t.image_every), RunSummary(out_dir)]
+    # Last in the list: a batch's own checkpoint is written before a requeue handler runs.
+    environment = slurm_environment()
+    if environment is not None and environment.auto_requeue:
+        # Lightning's handler saves checkpoints/hpc_ckpt_N.ckpt itself.
+        callbacks.append(RequeueAtBatchEnd(environment.requeue_signal))
+    elif (signum := submitit_signal()) is not None:
+        callbacks.append(RequeueAtBatchEnd(signum, save_first=periodic))
+    return L.Trainer(
+        # Lightning writes its SLURM hpc_ckpt_N.ckpt here, next to our own checkpoints.
+        default_root_dir=ckpt_dir,
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=choose_strategy(t),
+        plugins=[environment] if environment is not None else None,
         precision=t.precision,
         max_epochs=-1,
         max_steps=-1,  # the budget is trainer.steps generator steps, enforced by the system
@@ -400,17 +644,48 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
         ),
         log_every_n_steps=t.log_every,
         enable_checkpointing=False,
-        callbacks=[
-            PeriodicCheckpoint(ckpt_dir, t.ckpt_every),
-            SampleGrid(out_dir / "samples", t.image_every),
-            RunSummary(out_dir),
-        ],
+        use_distributed_sampler=False,  # PhotoStream gives each rank its own samples
+        callbacks=callbacks,
         enable_model_summary=False,
     )
+
+
+def run(cfg: TrainConfig, out_dir: Path) -> Path:
+    """Train a stylizer; everything is written below out_dir. Returns the last checkpoint."""
+    validate_train(cfg)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    resume, saved = choose_resume(cfg, out_dir)
+    start_step = int(saved["gan_stylizer"]["g_step"]) if saved else 0
+    if resume is not None and start_step >= cfg.trainer.steps:
+        log.warning(
+            "%s is at generator step %d of trainer.steps=%d: nothing to train (raise "
+            "trainer.steps to go on)",
+            resume,
+            start_step,
+            cfg.trainer.steps,
+        )
+        return resume
+    del saved  # the weights are loaded again by Lightning, on the right device
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+    data_dir = data_dir_of(cfg.data_dir)
+    # VGG and G_ema are in eval mode on purpose (frozen network, inference copy).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    datamodule = PhotoDataModule(cfg.data, data_dir, seed=cfg.seed, start_batch=start_step)
+    trainer = build_trainer(cfg, out_dir)
+    # The same seed on every rank: identical initial weights. The data and D's painting crops
+    # are drawn per rank and step from streams derived from the seed (gan_stylizer.seeding).
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    style_image = load_style_image(cfg.style, data_dir, local_rank=trainer.local_rank)
+    criterion = build_criterion(cfg.loss)
+    system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images())
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:
-        write_run_info(out_dir, cfg)
+        write_run_info(out_dir, cfg, resume, start_step)
     if resume is not None:
-        log.info("resuming from %s", resume)
+        log.info("resuming from %s at generator step %d", resume, start_step)
     # weights_only: a resumed checkpoint is plain data, and anything else is refused unrun.
     trainer.fit(
         system, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True

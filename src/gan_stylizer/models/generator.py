@@ -99,18 +99,29 @@ class Generator(nn.Module):
             ConvLayer(c1, 3, 9, act=False, norm="none"),
         )
 
-    def forward(self, content: torch.Tensor) -> torch.Tensor:
+    def prepare(self, content: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in [0, 1] -> the network's input in [-1, 1], padded to [B, 3, H', W']
+        with H', W' multiples of MULTIPLE and at least MIN_SIZE (crop the output to H, W)."""
         if content.dim() != 4 or content.shape[1] != 3:
             raise ValueError(f"Generator expects [B, 3, H, W], got {tuple(content.shape)}")
+        return self.pad(content * 2.0 - 1.0)
+
+    @classmethod
+    def pad(cls, image: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> padded at the bottom and right to multiples of MULTIPLE, at least
+        MIN_SIZE (reflection; replication where the image is too small to reflect)."""
+        h, w = image.shape[-2:]
+        pad_h = max(-h % cls.MULTIPLE, cls.MIN_SIZE - h)
+        pad_w = max(-w % cls.MULTIPLE, cls.MIN_SIZE - w)
+        if not (pad_h or pad_w):
+            return image
+        # Bottom and right only, so the stride-4 grid stays anchored at the top-left corner:
+        # tiles cut at multiples of 4 line up with the whole image.
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward(self, content: torch.Tensor) -> torch.Tensor:
         h, w = content.shape[-2:]
-        pad_h = max(-h % self.MULTIPLE, self.MIN_SIZE - h)
-        pad_w = max(-w % self.MULTIPLE, self.MIN_SIZE - w)
-        x = content * 2.0 - 1.0
-        if pad_h or pad_w:
-            # Pad at the bottom and right only, so the stride-4 grid stays anchored at the
-            # top-left corner: tiles cut at multiples of 4 line up with the whole image.
-            # Reflection needs pad < size; replicate covers the tiny inputs where it does not.
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = self.prepare(content)
         y = self.decoder(self.residual(self.encoder(x)))[..., :h, :w]
         return torch.sigmoid(y.float())

@@ -1,0 +1,205 @@
+"""Exact resume and repeatability: a resumed run equals an uninterrupted one bit for bit, a
+seed repeats a CPU run, a killed training process continues at its saved step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_training import tiny_config
+
+from gan_stylizer.config import ConfigError
+from gan_stylizer.data import PhotoStream
+from gan_stylizer.train import run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def assert_same_training_state(a: Path, b: Path) -> None:
+    """Weights (G, G_ema, D), both Adam states and every counter are bit-for-bit equal."""
+    ckpt_a = torch.load(a, weights_only=True)
+    ckpt_b = torch.load(b, weights_only=True)
+    assert ckpt_a["gan_stylizer"] == ckpt_b["gan_stylizer"]
+    assert ckpt_a["global_step"] == ckpt_b["global_step"]
+    state_a, state_b = ckpt_a["state_dict"], ckpt_b["state_dict"]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+    for opt_a, opt_b in zip(ckpt_a["optimizer_states"], ckpt_b["optimizer_states"], strict=True):
+        assert opt_a["state"].keys() == opt_b["state"].keys()
+        for index, slots in opt_a["state"].items():
+            for name, value in slots.items():
+                assert torch.equal(value, opt_b["state"][index][name]), (index, name)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_resumed_run_equals_uninterrupted_run_and_seed_repeats(tmp_path, photo_dir, painting):
+    settings = {"trainer.steps": 4, "trainer.warmup_steps": 1}
+    run(tiny_config(photo_dir, painting, **settings), tmp_path / "straight")
+
+    # Stopped after 2 steps, then the same run directory with the default ckpt_path=auto, and a
+    # DataLoader worker this time: the data stream does not depend on the number of workers.
+    resumed = tmp_path / "resumed"
+    workers = {"data.num_workers": 1}
+    run(tiny_config(photo_dir, painting, **{**settings, **workers, "trainer.steps": 2}), resumed)
+    run(tiny_config(photo_dir, painting, **{**settings, **workers}), resumed)
+    ckpts = "checkpoints"
+    assert_same_training_state(
+        tmp_path / "straight" / ckpts / "last.ckpt", resumed / ckpts / "last.ckpt"
+    )
+    # The same seed repeats a fresh run bit for bit (both runs' step-2 copies); another differs.
+    step2 = "checkpoints/step_000002.ckpt"
+    assert_same_training_state(tmp_path / "straight" / step2, resumed / step2)
+    run(
+        tiny_config(photo_dir, painting, **{**settings, "trainer.steps": 2, "seed": 1}),
+        tmp_path / "s1",
+    )
+    other = weights(tmp_path / "s1" / step2)
+    same = weights(tmp_path / "straight" / step2)
+    assert not torch.equal(
+        other["generator.encoder.0.1.weight"], same["generator.encoder.0.1.weight"]
+    )
+
+    info = json.loads((resumed / "run_info.json").read_text())
+    assert info["resumed"][0]["at_step"] == 2 and info["resumed"][0]["from"].endswith("last.ckpt")
+    assert "git_commit" in info and {"torch", "lightning", "hydra-core"} <= set(info["versions"])
+
+
+def test_auto_resume_refuses_another_run_in_the_same_directory(tmp_path, photo_dir, painting):
+    out = tmp_path / "run"
+    run(tiny_config(photo_dir, painting), out)
+    with pytest.raises(ConfigError, match=r"loss\.alpha=5\.0, this command asks for loss\.alpha=9"):
+        run(tiny_config(photo_dir, painting, **{"loss.alpha": 9.0, "trainer.steps": 3}), out)
+    # Budget, hardware and logging may change between sessions; the rest may with a path.
+    run(tiny_config(photo_dir, painting, **{"trainer.steps": 3, "trainer.log_every": 5}), out)
+    assert (
+        torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["gan_stylizer"]["g_step"]
+        == 3
+    )
+    cfg = tiny_config(
+        photo_dir, painting, **{"loss.alpha": 9.0, "trainer.steps": 4, "ckpt_path": str(out)}
+    )
+    run(cfg, out)
+    assert (
+        torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["gan_stylizer"]["g_step"]
+        == 4
+    )
+
+
+def test_a_killed_hpc_checkpoint_is_skipped_and_the_newest_readable_one_resumed(
+    tmp_path, photo_dir, painting
+):
+    out = tmp_path / "run"
+    run(tiny_config(photo_dir, painting), out)
+    (out / "checkpoints" / "hpc_ckpt_1.ckpt").write_bytes(b"PK\x03\x04 cut short by SIGKILL")
+    run(tiny_config(photo_dir, painting, **{"trainer.steps": 3}), out)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["gan_stylizer"]["g_step"] == 3
+    assert not (out / "checkpoints" / "hpc_ckpt_1.ckpt").exists()  # superseded, removed
+
+
+def test_sigterm_saves_at_the_batch_end_and_the_run_resumes_exactly(
+    tmp_path, photo_dir, painting, monkeypatch
+):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from gan_stylizer import train as train_mod
+
+    class Terminated(train_mod.StylizerSystem):
+        def training_step(self, content, batch_idx):
+            if self.g_step == 1:  # `kill`, or SLURM preempting the job, during batch 2
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().training_step(content, batch_idx)
+
+    settings = {"trainer.steps": 4, "trainer.ckpt_every": 100}
+    out = tmp_path / "run"
+    monkeypatch.setattr(train_mod, "StylizerSystem", Terminated)
+    with pytest.raises(SIGTERMException):
+        run(tiny_config(photo_dir, painting, **settings), out)
+    monkeypatch.undo()
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["gan_stylizer"]["g_step"] == 2  # batch 2 completed, then saved
+    run(tiny_config(photo_dir, painting, **settings), out)
+    run(tiny_config(photo_dir, painting, **settings), tmp_path / "straight")
+    assert_same_training_state(
+        out / "checkpoints" / "last.ckpt", tmp_path / "straight" / "checkpoints" / "last.ckpt"
+    )
+
+
+def test_photo_stream_is_sharded_by_rank_and_resumable():
+    def take(stream: PhotoStream, n: int) -> list[tuple[int, int]]:
+        it = iter(stream)
+        return [next(it) for _ in range(n)]
+
+    n_files, batch = 5, 2
+    one = take(PhotoStream(n_files, batch, seed=0), 20)  # 10 batches on one rank
+    # Two ranks split each global batch of 2 x batch: different samples per rank, together the
+    # samples of a single rank with twice the batch.
+    rank0 = take(PhotoStream(n_files, batch, seed=0, rank=0, world_size=2), 10)
+    rank1 = take(PhotoStream(n_files, batch, seed=0, rank=1, world_size=2), 10)
+    interleaved = [s for b in range(5) for s in rank0[2 * b : 2 * b + 2] + rank1[2 * b : 2 * b + 2]]
+    assert interleaved == one
+    assert not set(rank0) & set(rank1)
+    # Every photo once per epoch of n_files samples, in a new order each epoch.
+    epochs = [[photo for photo, _ in one[e * n_files : (e + 1) * n_files]] for e in range(4)]
+    assert all(sorted(e) == list(range(n_files)) for e in epochs)
+    assert len({tuple(e) for e in epochs}) > 1
+    # Starting at batch 3 (a run resumed at generator step 3) continues the same stream.
+    assert take(PhotoStream(n_files, batch, seed=0, start=3), 14) == one[6:20]
+    assert take(PhotoStream(n_files, batch, seed=1), 20) != one
+
+
+@pytest.mark.slow
+def test_a_training_process_killed_with_sigkill_resumes_at_its_saved_step(
+    tmp_path, photo_dir, painting
+):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "debug=fast",
+        "data=folder",
+        f"data.root={photo_dir}",
+        f"style.path={painting}",
+        "style.name=test",
+        "loss.vgg.weights=none",
+        "trainer.steps=24",
+        "trainer.ckpt_every=2",
+        "trainer.image_every=100",
+        f"hydra.run.dir={run_dir}",
+    ]
+    first = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "step_000004.ckpt").exists():
+        assert first.poll() is None, first.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint at step 4 within 300 s"
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)
+    assert first.wait(timeout=60) == -signal.SIGKILL
+    first.stdout.close()
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    at = saved["gan_stylizer"]["g_step"]
+    assert 4 <= at < 24
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"at generator step {at}" in again.stderr + again.stdout
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["gan_stylizer"]["g_step"] == 24
+    assert final["global_step"] == 48  # 2 optimizer steps per generator step, none repeated
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps_this_session"] == 24 - at
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert [r["at_step"] for r in info["resumed"]] == [at]
