@@ -143,7 +143,7 @@ def test_a_photo_scores_worse_than_the_style_on_style_and_better_on_content(eval
 def test_optimization_stops_at_a_target_and_reports_when_it_got_there(evaluator):
     photo = smooth_image(48, 48, seed=5)
     full = optimize_image(
-        photo, evaluator.criterion, alpha=50, beta=1, steps=6, tol=0, progress=False
+        photo, evaluator.criterion, alpha=50, beta=1, steps=6, tol=0, progress=False, clamp=True
     )
     totals = [h["total"] for h in full.history]
     target = totals[3]
@@ -161,6 +161,7 @@ def test_optimization_stops_at_a_target_and_reports_when_it_got_there(evaluator)
         tol=0,
         progress=False,
         stop_below=target,
+        clamp=True,
         on_step=lambda step, image: seen.append((step, tuple(image.shape))),
     )
     assert stopped.steps == reached[0] < 6

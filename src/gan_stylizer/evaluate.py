@@ -438,6 +438,7 @@ def evaluate_one_pass(
                 steps=equal_quality_steps,
                 stop_below=metrics.total,
                 progress=False,
+                clamp=True,  # the recorded loss must be the saved (clamped) image's
             )
             reached = steps_to_reach(result.history, metrics.total)
             metrics.extra = {
@@ -489,6 +490,7 @@ def evaluate_optimization(
                 tol=0.0,  # the full budget: a step count means that many steps
                 on_step=snapshot,
                 progress=False,
+                clamp=True,  # the recorded loss must be the saved (clamped) image's
             )
         histories.append(result.history)
         for mark in marks:

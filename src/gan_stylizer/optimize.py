@@ -59,6 +59,7 @@ def optimize_image(
     desc: str = "optimize",
     stop_below: float | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    clamp: bool = False,
 ) -> OptimizeResult:
     """Optimize an image so that α·L_style + β·L_content (+ tv·L_tv) is minimal.
 
@@ -90,11 +91,14 @@ def optimize_image(
     history: list[dict[str, float]] = []
 
     def closure() -> torch.Tensor:
-        # Keep the pixels in [0, 1] before every evaluation (as the PyTorch tutorial of the
-        # method does). Unconstrained, L-BFGS lowers the loss with out-of-range pixels that the
-        # saved image cannot hold: at 300 steps its clamped result scored worse than at 100.
-        with torch.no_grad():
-            image.clamp_(0, 1)
+        # clamp: keep the pixels in [0, 1] before every evaluation, so the recorded loss is the
+        # saved image's (the evaluation needs that). Unconstrained, L-BFGS can lower the loss
+        # with out-of-range pixels that the saved image cannot hold; but clamping under L-BFGS
+        # without a line search diverged to noise on one photo at alpha=300, 256 px, so the
+        # default (stylize.py) stays unconstrained, as the seed's method is.
+        if clamp or optimizer == "adam":
+            with torch.no_grad():
+                image.clamp_(0, 1)
         opt.zero_grad(set_to_none=True)
         l_style, l_content = criterion(image, content_target)
         l_tv = tv_loss(image) if tv > 0 else image.new_zeros(())
