@@ -11,10 +11,11 @@ from pathlib import Path
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gan_stylizer.cli import fail_cleanly
-from gan_stylizer.config import TrainConfig, to_dataclass
+from gan_stylizer.config import ConfigError, TrainConfig, to_dataclass
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 # configs/hydra/launcher/submitit_slurm.yaml replaces the plugin's config of that name on purpose
@@ -25,12 +26,33 @@ warnings.filterwarnings(
 )
 
 
+def refuse_ddp_launch_in_multirun(train_cfg: TrainConfig) -> None:
+    """Lightning starts DDP ranks 1..N-1 by running this script again with its command line,
+    which in a multirun (-m) would start the whole sweep again in every rank. Under SLURM (the
+    submitit launcher) the ranks are SLURM's tasks instead, and nothing is re-run."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from gan_stylizer.train import choose_strategy
+
+    strategy = choose_strategy(train_cfg.trainer)
+    relaunches = strategy.startswith("ddp") and not strategy.startswith(("ddp_spawn", "ddp_fork"))
+    if HydraConfig.get().mode == RunMode.MULTIRUN and relaunches and not SLURMEnvironment.detect():
+        raise ConfigError(
+            f"a sweep (-m) cannot start DDP processes itself (trainer.devices="
+            f"{train_cfg.trainer.devices}, trainer.num_nodes={train_cfg.trainer.num_nodes}): "
+            "sweep multi-device points with hydra/launcher=submitit_slurm, or run each point "
+            "without -m"
+        )
+
+
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with fail_cleanly():
         from gan_stylizer.train import run
 
-        ckpt = run(to_dataclass(cfg, TrainConfig), Path(HydraConfig.get().runtime.output_dir))
+        train_cfg = to_dataclass(cfg, TrainConfig)
+        refuse_ddp_launch_in_multirun(train_cfg)
+        ckpt = run(train_cfg, Path(HydraConfig.get().runtime.output_dir))
         print(f"checkpoint: {ckpt}")
 
 

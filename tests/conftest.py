@@ -63,3 +63,16 @@ def write_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"hyper_parameters": {"config": config}, "state_dict": state}, path)
     return path
+
+
+def tiny_train_overrides(photo_dir: Path, painting: Path) -> list[str]:
+    """train.py overrides for a run of seconds: debug=fast on the test photos and painting,
+    VGG with random weights."""
+    return [
+        "debug=fast",
+        "data=folder",
+        f"data.root={photo_dir}",
+        f"style.path={painting}",
+        "style.name=test",
+        "loss.vgg.weights=none",
+    ]

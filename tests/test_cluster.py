@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_train_overrides
 from test_resume import assert_same_training_state
 from test_training import tiny_config
 
@@ -119,6 +120,28 @@ def test_sigusr1_under_slurm_saves_between_batches_requeues_and_resumes_exactly(
     assert info["slurm"]["job_id"] == "4242" and info["resumed"][0]["at_step"] == 2
 
 
+def test_d_draws_painting_crops_per_rank_and_step(tmp_path, photo_dir, painting, monkeypatch):
+    from gan_stylizer import seeding, system
+
+    keys = []
+
+    def recording(*parts):
+        keys.append(parts)
+        return seeding.seeded_generator(*parts)
+
+    monkeypatch.setattr(system, "seeded_generator", recording)
+    run(tiny_config(photo_dir, painting, seed=7), tmp_path / "run")
+    # The rank is part of the key (rank 1 draws other crops than rank 0), and so is the step.
+    assert keys == [(7, "style_crops", 0, 0), (7, "style_crops", 0, 1)]
+    image = torch.rand(1, 3, 40, 60)
+
+    def crops(*key):
+        return system.random_style_crops(image, 2, 16, (0.8, 1.25), seeding.seeded_generator(*key))
+
+    assert torch.equal(crops(7, "style_crops", 0, 0), crops(7, "style_crops", 0, 0))
+    assert not torch.equal(crops(7, "style_crops", 0, 0), crops(7, "style_crops", 1, 0))
+
+
 def test_dataloader_workers_ignore_the_requeue_signals(photo_dir):
     from gan_stylizer.config import DataConfig
     from gan_stylizer.data import PhotoDataModule
@@ -174,7 +197,7 @@ def fake_srun(folder: Path) -> Path:
 
 
 def test_submitit_slurm_launcher_shapes_the_job_like_the_trainer(tmp_path, monkeypatch):
-    import submitit
+    submitit = pytest.importorskip("submitit")  # the `cluster` extra, in `dev`
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
     from hydra.utils import instantiate
@@ -261,12 +284,7 @@ def test_ddp_two_cpu_processes_train_into_one_run_directory(tmp_path, photo_dir,
         [
             sys.executable,
             str(REPO / "train.py"),
-            "debug=fast",
-            "data=folder",
-            f"data.root={photo_dir}",
-            f"style.path={painting}",
-            "style.name=test",
-            "loss.vgg.weights=none",
+            *tiny_train_overrides(photo_dir, painting),
             "trainer.accelerator=cpu",
             "trainer.devices=2",
             "trainer.steps=3",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_train_overrides
 from test_training import tiny_config
 
 from gan_stylizer.config import ConfigError
@@ -167,12 +168,7 @@ def test_a_training_process_killed_with_sigkill_resumes_at_its_saved_step(
     command = [
         sys.executable,
         str(REPO / "train.py"),
-        "debug=fast",
-        "data=folder",
-        f"data.root={photo_dir}",
-        f"style.path={painting}",
-        "style.name=test",
-        "loss.vgg.weights=none",
+        *tiny_train_overrides(photo_dir, painting),
         "trainer.steps=24",
         "trainer.ckpt_every=2",
         "trainer.image_every=100",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_checkpoint, write_photo
+from conftest import tiny_train_overrides, write_checkpoint, write_photo
 
 from gan_stylizer.checkpoint import load_generator
 from gan_stylizer.config import TrainConfig
@@ -149,17 +149,23 @@ def test_report_of_a_folder_without_runs_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "holds no runs" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_sweep_refuses_to_start_ddp_processes_itself(tmp_path):
+    # Lightning would re-run the command line, -m and all, once per extra rank.
+    sweep = tmp_path / "multirun"
+    command = [sys.executable, str(REPO / "train.py"), "-m", "debug=fast", "loss.alpha=1,2"]
+    command += ["trainer.accelerator=cpu", "trainer.devices=2", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "hydra/launcher=submitit_slurm" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(sweep.glob("*/checkpoints"))
+
+
 def tiny_sweep(photo_dir: Path, painting: Path, sweep: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         str(REPO / "train.py"),
         "-m",
-        "debug=fast",
-        "data=folder",
-        f"data.root={photo_dir}",
-        f"style.path={painting}",
-        "style.name=test",
-        "loss.vgg.weights=none",
+        *tiny_train_overrides(photo_dir, painting),
         f"hydra.sweep.dir={sweep}",
         *extra,
     ]

@@ -185,6 +185,13 @@ def write_tables(
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def _label(draw: ImageDraw.ImageDraw, center: tuple[int, int], text: str, font) -> None:
+    """Black text centred on `center` (without `anchor`, which bitmap fonts lack)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    x, y = center[0] - (right - left) / 2 - left, center[1] - (bottom - top) / 2 - top
+    draw.text((x, y), text, fill="black", font=font)
+
+
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
@@ -231,30 +238,22 @@ def contact_sheet(
     def column_left(i: int) -> int:  # column 0: the photo; 1..: the alphas
         return label_w + i * (w + pad)
 
-    draw.text(
-        (column_left(0) + w // 2, label_h // 2), "photo", fill="black", font=font, anchor="mm"
-    )
+    _label(draw, (column_left(0) + w // 2, label_h // 2), "photo", font)
     for i, alpha in enumerate(alphas, start=1):
-        text = f"alpha={alpha:g}"
-        draw.text(
-            (column_left(i) + w // 2, label_h // 2), text, fill="black", font=font, anchor="mm"
-        )
+        _label(draw, (column_left(i) + w // 2, label_h // 2), f"alpha={alpha:g}", font)
     boxes = {}
     for j, beta in enumerate(betas):
         top = label_h + j * (h + pad)
-        draw.text(
-            (label_w // 2, top + h // 2), f"beta={beta:g}", fill="black", font=font, anchor="mm"
-        )
+        _label(draw, (label_w // 2, top + h // 2), f"beta={beta:g}", font)
         sheet.paste(photo_pil, (column_left(0), top))
         for i, alpha in enumerate(alphas, start=1):
             left = column_left(i)
             boxes[(alpha, beta)] = (top, left, h, w)
             run = chosen.get((alpha, beta))
-            if run is None:
-                draw.rectangle([left, top, left + w - 1, top + h - 1], fill=(200, 200, 200))
-                draw.text(
-                    (left + w // 2, top + h // 2), "no run", fill="black", font=font, anchor="mm"
-                )
+            if run is None:  # a grey cell, its label clipped to it
+                cell = Image.new("RGB", (w, h), (200, 200, 200))
+                _label(ImageDraw.Draw(cell), (w // 2, h // 2), "no checkpoint", font)
+                sheet.paste(cell, (left, top))
                 continue
             generator, _ = load_generator(run.checkpoint)
             with torch.no_grad():

@@ -528,11 +528,10 @@ def choose_resume(cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, dict | 
 
 
 def saved_config(path: Path, ckpt: dict) -> dict:
-    try:
-        config = ckpt["hyper_parameters"]["config"]
-        ckpt["gan_stylizer"]["g_step"]
-    except (KeyError, TypeError):
-        raise ConfigError(f"ckpt_path: {path} is not a gan-stylizer training checkpoint") from None
+    """The config a gan-stylizer training checkpoint was trained with."""
+    config = (ckpt.get("hyper_parameters") or {}).get("config")
+    if not isinstance(config, dict) or "g_step" not in (ckpt.get("gan_stylizer") or {}):
+        raise ConfigError(f"ckpt_path: {path} is not a gan-stylizer training checkpoint")
     return config
 
 
