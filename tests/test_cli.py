@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_photo
+from conftest import tiny_train_overrides, write_photo
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,12 +78,7 @@ def test_train_debug_fast_then_stylize_with_the_checkpoint(tmp_path, photo_dir, 
     run_dir = tmp_path / "run"
     proc = cli(
         "train.py",
-        "debug=fast",
-        "data=folder",
-        f"data.root={photo_dir}",
-        f"style.path={painting}",
-        "style.name=test",
-        "loss.vgg.weights=none",
+        *tiny_train_overrides(photo_dir, painting),
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )

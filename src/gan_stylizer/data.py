@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan_stylizer.config import ConfigError, DataConfig
-from gan_stylizer.images import IMAGE_EXTENSIONS, ImageError, load_image
+from gan_stylizer.images import IMAGE_EXTENSIONS, ImageError, list_images, load_image
 from gan_stylizer.seeding import derived_seed, seeded_generator
 
 log = logging.getLogger(__name__)
@@ -26,17 +25,6 @@ COCO_HELP = (
     "mkdir -p {root} && cd {root} && curl -LO http://images.cocodataset.org/zips/train2017.zip "
     "&& unzip -q train2017.zip && rm train2017.zip"
 )
-
-
-def list_images(root: Path) -> list[Path]:
-    """Every image file below root (recursive, sorted, hidden files and symlink loops skipped)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / name)
-    return sorted(found)
 
 
 def sample_photos() -> list[Path]:
