@@ -83,3 +83,26 @@ def test_bad_arguments_are_refused(criterion):
         optimize_image(content, criterion, alpha=1, beta=1, optimizer="sgd")
     with pytest.raises(ValueError, match="init"):
         optimize_image(content, criterion, alpha=1, beta=1, init="zeros")
+
+
+def test_an_overshooting_step_restarts_from_the_best_image(criterion, monkeypatch):
+    # L-BFGS takes full steps without a line search; at 20 times the usual step size the
+    # loss explodes. The guard goes back to the best image at half the step size each time.
+    from gan_stylizer import optimize
+
+    content, style = images()
+    criterion.set_style(style)
+    kwargs = dict(alpha=1e4, beta=1.0, steps=40, lr=20.0, clamp=True, progress=False)
+    result = optimize_image(content, criterion, **kwargs)
+    totals = [h["total"] for h in result.history]
+    assert result.restarts >= 1
+    assert max(totals) > optimize.BLOWUP * totals[0]  # it did overshoot
+    assert result.final["total"] == min(totals) < totals[0]
+    # The returned image is the one whose loss is reported (clamp=True: no final clamp).
+    with torch.no_grad():
+        l_style, l_content = criterion(result.image, criterion.content_features(content))
+    assert (1e4 * l_style + l_content).item() == pytest.approx(result.final["total"], rel=1e-4)
+
+    monkeypatch.setattr(optimize, "MAX_RESTARTS", 0)
+    with pytest.raises(FloatingPointError, match="restarts"):
+        optimize_image(content, criterion, **kwargs)

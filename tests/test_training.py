@@ -302,6 +302,29 @@ def test_a_bf16_mixed_step_trains_with_finite_losses(tmp_path, photo_dir, painti
     assert torch.load(last, weights_only=True)["global_step"] == 2
 
 
+def test_precision_auto_is_bf16_only_where_bf16_is_native(monkeypatch):
+    from types import SimpleNamespace
+
+    from gan_stylizer import inference
+    from gan_stylizer.train import resolve_train_precision
+
+    def trainer(precision="auto", accelerator="auto"):
+        return SimpleNamespace(precision=precision, accelerator=accelerator)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert resolve_train_precision(trainer()) == "bf16-mixed"
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert resolve_train_precision(trainer()) == "32"  # emulated bf16 is slower than fp32
+    assert resolve_train_precision(trainer(accelerator="mps")) == "32"
+    assert resolve_train_precision(trainer("bf16-mixed")) == "bf16-mixed"  # asked for: kept
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for supported, expected in ((True, "bf16-mixed"), (False, "32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert resolve_train_precision(trainer()) == expected
+        assert resolve_train_precision(trainer(accelerator="cpu")) == "32"
+
+
 @pytest.mark.parametrize(
     "devices,nodes,expected",
     [

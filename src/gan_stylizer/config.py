@@ -104,7 +104,7 @@ class TrainerConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "bf16-mixed"  # 32 | bf16-mixed (16-mixed is refused)
+    precision: str = "auto"  # auto | 32 | bf16-mixed (16-mixed is refused)
     threads: int = 0  # CPU threads for torch (0 = torch's default)
 
 
@@ -243,9 +243,9 @@ def validate_train(cfg: TrainConfig) -> None:
         # that lower the scale.
         raise ConfigError(
             "trainer.precision=16-mixed is not supported (fp16 loss scaling and manual GAN "
-            "steps do not mix); use trainer.precision=bf16-mixed (default) or 32"
+            "steps do not mix); use trainer.precision=auto (default), bf16-mixed or 32"
         )
-    _choice("trainer.precision", str(t.precision), ("32", "32-true", "bf16-mixed"))
+    _choice("trainer.precision", str(t.precision), ("auto", "32", "32-true", "bf16-mixed"))
 
 
 def validate_stylize(cfg: StylizeConfig) -> None:

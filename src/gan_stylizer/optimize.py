@@ -25,10 +25,23 @@ class OptimizeResult:
     # style, content, tv, total of the image after len(history[:i]) updates, and "seconds",
     # the time from the start until that loss was known.
     history: list[dict[str, float]] = field(default_factory=list)
+    # Times the loss blew up (non-finite, or BLOWUP times the best so far) and the optimization
+    # went back to its best image with a fresh optimizer at half the step size.
+    restarts: int = 0
 
     @property
     def final(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
+        """The losses of the returned image: the lowest total seen."""
+        return min(self.history, key=lambda e: e["total"]) if self.history else {}
+
+
+# A loss this many times the best one so far means the last update overshot. L-BFGS without a
+# line search takes full quasi-Newton steps, which can overshoot (kept as a guard; the cause seen
+# so far, a first step too small for fp32, is handled by FIRST_STEP).
+BLOWUP = 4.0
+MAX_RESTARTS = 8
+# Mean pixel change (RGB in [0, 1]) of L-BFGS's first iteration, a plain gradient step.
+FIRST_STEP = 1e-3
 
 
 def _gray3(image: torch.Tensor) -> torch.Tensor:
@@ -67,7 +80,10 @@ def optimize_image(
     Stops after `steps` iterations or when the relative change of the loss over one step
     stays below `tol` for 5 steps in a row, or (stop_below) as soon as the total loss of the
     current image is at most stop_below. on_step(step, image) is called after every update, with
-    the image clamped to [0, 1] (for snapshots). Returns RGB [0,1] [1,3,H,W].
+    the image clamped to [0, 1] (for snapshots). When the loss blows up (non-finite, or BLOWUP
+    times the best so far) the optimization goes back to its best image with a fresh optimizer
+    at half the step size, at most MAX_RESTARTS times. Returns the image with the lowest loss
+    seen (its losses are `final`), RGB [0,1] [1,3,H,W].
     """
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
@@ -82,20 +98,31 @@ def optimize_image(
         gen = torch.Generator(device="cpu").manual_seed(seed)
         start = torch.rand(content.shape, generator=gen).to(content.device)
     image = start.requires_grad_(True)
-    if optimizer == "lbfgs":
-        # One L-BFGS iteration per step() call; its curvature history persists across calls.
-        opt = torch.optim.LBFGS([image], lr=lr or 1.0, max_iter=1, history_size=50)
-    else:
-        opt = torch.optim.Adam([image], lr=lr or 0.02)
+    step_size = base_step = lr or (1.0 if optimizer == "lbfgs" else 0.02)
 
+    def make_optimizer(step_size: float) -> torch.optim.Optimizer:
+        if optimizer == "lbfgs":
+            # One L-BFGS iteration per step() call; its curvature history persists across calls.
+            # PyTorch's first L-BFGS iteration is a gradient step of L1 norm lr (min(1, 1/|g|_1)
+            # times lr); with lr=1 that moves a pixel by about 1e-5, which changes a loss of
+            # 1e12 by less than fp32 resolves, so the first curvature pair is rounding noise
+            # and the next full step explodes. The first iteration therefore moves pixels by
+            # FIRST_STEP on average, scaled like the step size; the rest use lr=step_size.
+            first = FIRST_STEP * image.numel() * step_size / base_step
+            return torch.optim.LBFGS([image], lr=first, max_iter=1, history_size=50)
+        return torch.optim.Adam([image], lr=step_size)
+
+    opt = make_optimizer(step_size)
     history: list[dict[str, float]] = []
+    best_image = image.detach().clone()
+    best_total = math.inf
+    restarts = 0
 
     def closure() -> torch.Tensor:
         # clamp: keep the pixels in [0, 1] before every evaluation, so the recorded loss is the
         # saved image's (the evaluation needs that). Unconstrained, L-BFGS can lower the loss
-        # with out-of-range pixels that the saved image cannot hold; but clamping under L-BFGS
-        # without a line search diverged to noise on one photo at alpha=300, 256 px, so the
-        # default (stylize.py) stays unconstrained, as the seed's method is.
+        # with out-of-range pixels that the saved image cannot hold. The default (stylize.py)
+        # stays unconstrained, as the seed's method is.
         if clamp or optimizer == "adam":
             with torch.no_grad():
                 image.clamp_(0, 1)
@@ -104,15 +131,20 @@ def optimize_image(
         l_tv = tv_loss(image) if tv > 0 else image.new_zeros(())
         loss = total_loss(l_style, l_content, alpha, beta) + tv * l_tv
         loss.backward()
+        total = loss.item()
         history.append(
             {
                 "style": l_style.item(),
                 "content": l_content.item(),
                 "tv": l_tv.item(),
-                "total": loss.item(),
+                "total": total,
                 "seconds": time.perf_counter() - start_time,
             }
         )
+        nonlocal best_total
+        if total < best_total:  # the image this loss belongs to
+            best_total = total
+            best_image.copy_(image.detach())
         return loss
 
     start_time = time.perf_counter()  # read by the closure
@@ -123,11 +155,28 @@ def optimize_image(
         before = len(history)
         previous = image.detach().clone() if stop_below is not None else None
         opt.step(closure)
+        if optimizer == "lbfgs":
+            opt.param_groups[0]["lr"] = step_size  # after the first iteration (see above)
         last = history[-1]["total"]
-        if not math.isfinite(last):
-            raise FloatingPointError(
-                f"the loss became {last} at step {done}; lower alpha/beta or the learning rate"
-            )
+        if not math.isfinite(last) or last > BLOWUP * best_total:
+            # The previous update overshot: back to the best image, forget the curvature
+            # history, halve the step size.
+            if restarts == MAX_RESTARTS or not math.isfinite(best_total):
+                raise FloatingPointError(
+                    f"the loss became {last:.4g} at step {done} after {restarts} restarts at "
+                    "smaller step sizes; lower alpha/beta or the learning rate (lr=)"
+                )
+            restarts += 1
+            step_size /= 2
+            with torch.no_grad():
+                image.copy_(best_image)
+            opt = make_optimizer(step_size)
+            calm = 0
+            bar.update(1)
+            if on_step is not None:
+                with torch.no_grad():
+                    on_step(done, image.detach().clamp(0, 1))
+            continue
         bar.update(1)
         bar.set_postfix(loss=f"{last:.4g}")
         if stop_below is not None and last <= stop_below:
@@ -146,8 +195,11 @@ def optimize_image(
                 break
     bar.close()
     with torch.no_grad():
+        if stop_below is None or history[-1]["total"] > stop_below:
+            # The last update is never evaluated: return the best image whose loss is known.
+            image.copy_(best_image)
         result = image.detach().clamp(0, 1)
-    return OptimizeResult(result, done, time.perf_counter() - start_time, history)
+    return OptimizeResult(result, done, time.perf_counter() - start_time, history, restarts)
 
 
 def stylize_by_optimization(

@@ -161,6 +161,7 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
         tqdm.write(
             f"  {result.steps} steps, {result.seconds / result.steps:.2f} s/step, "
             f"style {f['style']:.4g}, content {f['content']:.4g}, total {f['total']:.4g}"
+            + (f", {result.restarts} restarts after the loss blew up" if result.restarts else "")
         )
         return result.image.float().cpu()
 
