@@ -2,7 +2,7 @@
 (Johnson et al. 2016, experiment=johnson2016) on the same data with the same budget, evaluate
 both on one folder, and put the per-image optimization (Gatys et al.) beside them.
 
-    python scripts/compare.py train=PHOTOS val=VAL_PHOTOS [steps=1300] [opt_photos=5]
+    python scripts/compare.py train=PHOTOS val=VAL_PHOTOS [steps=1000] [opt_photos=5]
         [opt_steps=300] [opt_snapshot=100] [sheet_photos=4] [runs=outputs/compare]
         [out=outputs/compare/report] [threads=0] [limit=N] [style=starry_night] [sheet=DIR]
 
@@ -45,7 +45,7 @@ RECIPES = {"gan": "starry_night", "johnson2016": "johnson2016"}
 DEFAULTS = {
     "train": None,
     "val": None,
-    "steps": 1300,  # experiment=starry_night: about an hour on a 2-core AVX2 CPU in fp32
+    "steps": 1000,  # experiment=starry_night: about an hour on a 2-core AVX2 CPU in fp32
     "opt_photos": 5,
     "opt_steps": 300,
     "opt_snapshot": 100,
