@@ -41,7 +41,7 @@ class OptimizeResult:
 BLOWUP = 4.0
 MAX_RESTARTS = 8
 # Mean pixel change (RGB in [0, 1]) of L-BFGS's first iteration, a plain gradient step.
-FIRST_STEP = 1e-3
+FIRST_STEP = 1e-2
 
 
 def _gray3(image: torch.Tensor) -> torch.Tensor:
