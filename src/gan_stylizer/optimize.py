@@ -153,7 +153,6 @@ def optimize_image(
     done = 0
     for done in range(1, steps + 1):
         before = len(history)
-        previous = image.detach().clone() if stop_below is not None else None
         opt.step(closure)
         if optimizer == "lbfgs":
             opt.param_groups[0]["lr"] = step_size  # after the first iteration (see above)
@@ -180,9 +179,8 @@ def optimize_image(
         bar.update(1)
         bar.set_postfix(loss=f"{last:.4g}")
         if stop_below is not None and last <= stop_below:
-            # `last` is the loss of the image before this step's update: return that image.
-            with torch.no_grad():
-                image.copy_(previous)
+            # `last` is the loss of the image before this step's update, the first at or below
+            # stop_below and so the best so far: that image is returned (below).
             done -= 1
             break
         if on_step is not None:
@@ -195,9 +193,8 @@ def optimize_image(
                 break
     bar.close()
     with torch.no_grad():
-        if stop_below is None or history[-1]["total"] > stop_below:
-            # The last update is never evaluated: return the best image whose loss is known.
-            image.copy_(best_image)
+        # The last update is never evaluated: return the best image whose loss is known.
+        image.copy_(best_image)
         result = image.detach().clamp(0, 1)
     return OptimizeResult(result, done, time.perf_counter() - start_time, history, restarts)
 
