@@ -4,10 +4,11 @@ both on one folder, and put the per-image optimization (Gatys et al.) beside the
 
     python scripts/compare.py train=PHOTOS val=VAL_PHOTOS [steps=1000] [opt_photos=5]
         [opt_steps=300] [opt_snapshot=100] [sheet_photos=4] [runs=outputs/compare]
-        [out=outputs/compare/report] [threads=0] [limit=N] [style=starry_night] [sheet=DIR]
+        [out=outputs/compare/report] [threads=0] [jobs=1] [limit=N] [style=starry_night] [sheet=DIR]
 
 A run folder that already holds a checkpoint of at least `steps` generator steps is reused; one
-with fewer resumes. Writes <out>/results.md (the table), results.json and comparison.png
+with fewer resumes; jobs=2 trains both recipes at once, each with half the threads.
+Writes <out>/results.md (the table), results.json and comparison.png
 (content | no adversarial | GAN | optimization), with the evaluation's fixed reference
 (gan_stylizer.evaluate; alpha=50 at 512 px). sheet=DIR also makes comparison_sheet.png from
 other photos (e.g. ones whose licence allows publishing the result).
@@ -16,6 +17,7 @@ other photos (e.g. ones whose licence allows publishing the result).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -53,6 +55,7 @@ DEFAULTS = {
     "runs": "outputs/compare",
     "out": "outputs/compare/report",
     "threads": 0,
+    "jobs": 1,
     "limit": None,
     "size": 512,
     "alpha": 50.0,
@@ -67,6 +70,7 @@ INTS = (
     "opt_snapshot",
     "sheet_photos",
     "threads",
+    "jobs",
     "limit",
     "size",
 )
@@ -104,9 +108,9 @@ def trained_steps(ckpt: Path) -> int:
     return int(load_checkpoint(ckpt).get("gan_stylizer", {}).get("g_step", 0))
 
 
-def ensure_trained(key: str, args: dict) -> Path:
-    """The run's last.ckpt after at least args['steps'] generator steps: reused, resumed or
-    trained from scratch by train.py in a subprocess (its log goes to <run>/compare_train.log)."""
+def plan_training(key: str, args: dict, threads: int) -> tuple[Path, list[str] | None]:
+    """The run's last.ckpt and the train.py overrides still to run (None: a checkpoint of at
+    least args['steps'] generator steps is there and is reused; otherwise it resumes)."""
     run_dir = Path(args["runs"]) / key
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     overrides = [
@@ -115,7 +119,7 @@ def ensure_trained(key: str, args: dict) -> Path:
         f"data.root={args['train']}",
         f"data.val_root={args['val']}",
         f"trainer.steps={args['steps']}",
-        f"trainer.threads={args['threads']}",
+        f"trainer.threads={threads}",
         f"hydra.run.dir={run_dir}",
     ]
     if ckpt.is_file():
@@ -125,32 +129,73 @@ def ensure_trained(key: str, args: dict) -> Path:
             raise UsageError(f"{ckpt}: trained with loss.adv={adv}, not the {key} recipe")
         if done >= args["steps"]:
             print(f"{key}: reusing {ckpt} ({done} steps)")
-            return ckpt
+            return ckpt, None
         overrides.append("ckpt_path=last")
         print(f"{key}: resuming {ckpt} at step {done} of {args['steps']}")
     else:
         print(f"{key}: training {args['steps']} steps into {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(run_dir / "compare_train.log", "a") as log:
-        code = subprocess.call(
-            [sys.executable, str(REPO / "train.py"), *overrides],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    if code != 0 or not ckpt.is_file():
-        raise UsageError(
-            f"{key}: training failed (exit {code}); see {run_dir / 'compare_train.log'}"
-        )
-    print(f"{key}: trained in {time.perf_counter() - start:.0f} s")
-    return ckpt
+    return ckpt, overrides
+
+
+def ensure_trained(args: dict) -> dict[str, Path]:
+    """Each recipe's last.ckpt after at least args['steps'] generator steps: reused, resumed or
+    trained from scratch by train.py in subprocesses (logs in <run>/compare_train.log), at most
+    args['jobs'] at once; with jobs=2 the two share the threads (on 2 cores, two 1-thread
+    trainings side by side finish sooner than two 2-thread ones in a row)."""
+    jobs = max(1, min(args["jobs"], len(RECIPES)))
+    total = args["threads"] if args["threads"] > 0 else (os.cpu_count() or 1)
+    threads = total // jobs if jobs > 1 else args["threads"]
+    if threads == 0 and jobs > 1:
+        raise UsageError(f"threads={total} cannot be shared by jobs={jobs}")
+    plans = {key: plan_training(key, args, threads) for key in RECIPES}
+    pending = [key for key, (_, overrides) in plans.items() if overrides is not None]
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    failed = []
+    try:
+        _run_all(plans, pending, running, failed, jobs)
+    finally:  # interrupted: stop the trainings too (SIGTERM: they write last.ckpt and exit)
+        for proc, _ in running.values():
+            proc.terminate()
+        for proc, _ in running.values():
+            proc.wait()
+    if failed:
+        raise UsageError("; ".join(failed))
+    return {key: ckpt for key, (ckpt, _) in plans.items()}
+
+
+def _run_all(plans: dict, pending: list, running: dict, failed: list, jobs: int) -> None:
+    while pending or running:
+        while pending and len(running) < jobs:
+            key = pending.pop(0)
+            ckpt, overrides = plans[key]
+            run_dir = ckpt.parents[1]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with open(run_dir / "compare_train.log", "a") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, str(REPO / "train.py"), *overrides],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            running[key] = (proc, time.perf_counter())
+        time.sleep(1.0)
+        for key, (proc, start) in list(running.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del running[key]
+            ckpt = plans[key][0]
+            if code != 0 or not ckpt.is_file():
+                log = ckpt.parents[1] / "compare_train.log"
+                failed.append(f"{key}: training failed (exit {code}); see {log}")
+            else:
+                print(f"{key}: trained in {time.perf_counter() - start:.0f} s")
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args["threads"] > 0:
         torch.set_num_threads(args["threads"])
-    ckpts = {key: ensure_trained(key, args) for key in RECIPES}
+    ckpts = ensure_trained(args)
 
     photos, skipped = load_photos(args["val"], args["size"], args["limit"])
     for line in skipped:
