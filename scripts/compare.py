@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,6 +152,8 @@ def ensure_trained(args: dict) -> dict[str, Path]:
     pending = [key for key, (_, overrides) in plans.items() if overrides is not None]
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     failed = []
+    # SIGTERM (kill, a job scheduler) must stop the trainings as well, not orphan them.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         _run_all(plans, pending, running, failed, jobs)
     finally:  # interrupted: stop the trainings too (SIGTERM: they write last.ckpt and exit)
@@ -161,6 +164,10 @@ def ensure_trained(args: dict) -> dict[str, Path]:
     if failed:
         raise UsageError("; ".join(failed))
     return {key: ckpt for key, (ckpt, _) in plans.items()}
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run_all(plans: dict, pending: list, running: dict, failed: list, jobs: int) -> None:
