@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_checkpoint
+from conftest import write_checkpoint, write_photo
 
 from gan_stylizer.config import ConfigError, StylizeConfig
 from gan_stylizer.stylize import run
@@ -97,6 +97,50 @@ def test_existing_video_output_is_kept(tmp_path, ckpt, capsys):
         run(StylizeConfig(input=str(clip), ckpt=str(ckpt), output=str(tmp_path / "x.png")))
     with pytest.raises(ConfigError, match="ckpt"):
         run(StylizeConfig(input=str(clip)))
+
+
+def test_videos_inside_folders_and_globs_are_mirrored_beside_the_images(tmp_path, ckpt, capsys):
+    root = tmp_path / "library"
+    write_photo(root / "a.png", (40, 30), seed=0)
+    (root / "trips").mkdir()
+    write_video(root / "trips" / "clip.mp4", frames=3)
+    write_video(root / "trips" / "clip.mov", frames=2)
+    out = tmp_path / "out"
+    assert run(StylizeConfig(input=str(root), ckpt=str(ckpt), output=str(out))) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "trips/clip.mov", "trips/clip.mp4"]
+    assert probe(out / "trips" / "clip.mp4")[:3] == (3, 12, (64, 48))
+    assert "done 3, skipped 0, failed 0" in capsys.readouterr().out
+    # Run again: nothing is overwritten; a glob takes the videos too.
+    assert run(StylizeConfig(input=str(root), ckpt=str(ckpt), output=str(out))) == 0
+    assert "done 0, skipped 3, failed 0" in capsys.readouterr().out
+    globbed = tmp_path / "globbed"
+    pattern = str(root / "**" / "clip.*")
+    assert run(StylizeConfig(input=pattern, ckpt=str(ckpt), output=str(globbed))) == 0
+    assert sorted(p.name for p in globbed.iterdir()) == ["clip.mov", "clip.mp4"]
+
+
+def test_the_optimization_skips_videos_in_a_folder_with_a_reason(tmp_path, capsys, monkeypatch):
+    import gan_stylizer.stylize as stylize_module
+
+    root = tmp_path / "library"
+    write_photo(root / "a.png", (24, 16), seed=0)
+    write_video(root / "clip.mp4", frames=2)
+    optimized = []
+
+    def fake_optimization(cfg, device):
+        def apply(content):
+            optimized.append(content.shape)
+            return content
+
+        return stylize_module.Method(apply, "opt", False, False, "test")
+
+    monkeypatch.setattr(stylize_module, "_optimization", fake_optimization)
+    out = tmp_path / "out"
+    assert run(StylizeConfig(input=str(root), output=str(out))) == 0
+    assert len(optimized) == 1 and sorted(p.name for p in out.iterdir()) == ["a.png"]
+    printed = capsys.readouterr().out
+    assert f"skip: {root / 'clip.mp4'} is a video; videos need ckpt=" in printed
 
 
 def test_broken_video_fails_alone_and_leaves_nothing(tmp_path, ckpt, capsys):

@@ -16,6 +16,7 @@ import os
 import secrets
 import struct
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,17 @@ class ImageError(Exception):
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
     """Every image file below root (recursive, sorted, hidden files and symlink loops skipped)."""
+    return list_files(root, IMAGE_EXTENSIONS)
+
+
+def list_files(root: str | os.PathLike[str], extensions: Collection[str]) -> list[Path]:
+    """Every file below root whose lower-case suffix is in `extensions` (recursive, sorted;
+    hidden files and folders skipped; symlinked folders not followed, so no loops)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if not name.startswith(".") and Path(name).suffix.lower() in extensions:
                 found.append(Path(dirpath) / name)
     return sorted(found)
 

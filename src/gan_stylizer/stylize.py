@@ -26,6 +26,7 @@ from gan_stylizer.config import ConfigError, StylizeConfig, validate_stylize
 from gan_stylizer.export import EXPORTED_SUFFIXES, load_exported
 from gan_stylizer.images import (
     ImageError,
+    list_files,
     list_images,
     pil_to_tensor,
     preserve_color,
@@ -56,13 +57,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def collect_inputs(spec: str) -> tuple[list[Path], Path | None]:
-    """(input files, the folder outputs mirror) for a file, a folder (recursive) or a glob."""
+def collect_inputs(spec: str, videos: bool = False) -> tuple[list[Path], Path | None]:
+    """(input files, the folder outputs mirror) for a file, a folder (recursive) or a glob;
+    with videos=True a folder's video files are inputs too."""
     path = Path(spec).expanduser()
     if path.is_dir():
         files = list_images(path)
+        if videos:
+            files = sorted(files + list_files(path, VIDEO_EXTENSIONS))
         if not files:
-            raise ConfigError(f"input={spec}: the folder holds no images")
+            kinds = "images or videos" if videos else "images"
+            raise ConfigError(f"input={spec}: the folder holds no {kinds}")
         return files, path
     if path.exists():
         return [path], None
@@ -100,9 +105,10 @@ def plan_outputs(
     used: set[Path] = set()
     for src in files:
         rel = src.relative_to(root) if root is not None else Path(src.name)
-        dst = (out_root / rel).with_suffix(".png")
+        suffix = src.suffix.lower() if is_video(src) else ".png"  # a video stays a video
+        dst = (out_root / rel).with_suffix(suffix)
         if dst in used:  # a.jpg and a.png in one folder
-            dst = dst.with_name(f"{rel.stem}_{rel.suffix.lstrip('.')}.png")
+            dst = dst.with_name(f"{rel.stem}_{rel.suffix.lstrip('.')}{suffix}")
         used.add(dst)
         pairs.append((src, dst))
     return pairs
@@ -175,20 +181,20 @@ def _recolor(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
 def run(cfg: StylizeConfig) -> int:
     """Stylize every input; returns the number of inputs that failed."""
     validate_stylize(cfg)
-    video = is_video(cfg.input)
-    if video and not cfg.ckpt:
+    single_video = is_video(cfg.input) and not Path(cfg.input).is_dir()
+    if single_video and not cfg.ckpt:
         raise ConfigError(
             "a video needs ckpt= (a trained generator); the optimization is per image"
         )
-    if video and not Path(cfg.input).is_file():
+    if single_video and not Path(cfg.input).is_file():
         raise ConfigError(f"input={cfg.input}: no such video file")
-    files, root = ([Path(cfg.input)], None) if video else collect_inputs(cfg.input)
+    files, root = ([Path(cfg.input)], None) if single_video else collect_inputs(cfg.input, True)
     device = pick_device(cfg.device)
     method = _one_pass(cfg, device) if cfg.ckpt else _optimization(cfg, device)
     size = cfg.size
     if cfg.size is None and cfg.scale is None and not cfg.ckpt:
         size = OPTIMIZATION_SIZE
-    if video:
+    if single_video:
         pairs = [(files[0], plan_video_output(files[0], cfg.output, method.label))]
     else:
         pairs = plan_outputs(files, root, cfg.output, method.label)
@@ -196,20 +202,22 @@ def run(cfg: StylizeConfig) -> int:
 
     tally = Tally()
     inputs = {src.resolve() for src, _ in pairs}
-    todo = []
+    images, videos = [], []
     for src, dst in pairs:
         if dst.resolve() in inputs:
             tally.fail(f"error: {dst}: output would overwrite an input; choose another output=")
+        elif is_video(src) and not cfg.ckpt:
+            tally.skip(f"skip: {src} is a video; videos need ckpt= (a trained generator)")
         elif dst.exists() and not cfg.overwrite:
             tally.skip(f"skip: {dst} exists (overwrite=true replaces it)")
         else:
-            todo.append((src, dst))
-    if video and todo:
-        _run_video(todo[0], method, cfg, size, tally)
-    elif todo:
+            (videos if is_video(src) else images).append((src, dst))
+    if images:
         batch_size = cfg.batch_size if method.batch else 1
         recolor = _recolor if method.recolor else None
-        _run_images(todo, method.apply, size, cfg.scale, batch_size, recolor, tally)
+        _run_images(images, method.apply, size, cfg.scale, batch_size, recolor, tally)
+    for pair in videos:
+        _run_video(pair, method, cfg, size, tally)
     if len(pairs) > 1 or tally.failed or tally.skipped:
         print(f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
     return tally.failed
