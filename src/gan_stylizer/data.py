@@ -170,7 +170,29 @@ class PhotoDataModule(L.LightningDataModule):
                 f"data.batch_size={cfg.batch_size} is larger than the {len(self.train_files)} "
                 f"training photos found; lower data.batch_size or add photos"
             )
+        self._check_enough_readable()
         self.val_files = self._val_files()
+
+    def _check_enough_readable(self) -> None:
+        """Decode photos in order until data.batch_size of them have been read: a folder of
+        broken files fails here, at start-up with one line, not in a loader worker later. (The
+        whole folder is not decoded: a large dataset would take minutes; later broken files
+        are skipped by PhotoDataset as they come.)"""
+        need, readable, problems = self.cfg.batch_size, 0, []
+        for path in self.train_files:
+            try:
+                load_image(path)
+            except ImageError as err:
+                problems.append(str(err))
+                continue
+            readable += 1
+            if readable >= need:
+                return
+        where = self.cfg.root or self.cfg.source
+        raise ConfigError(
+            f"data.root={where}: only {readable} of {len(self.train_files)} photos can be read, "
+            f"fewer than data.batch_size={need}; first problem: {problems[0]}"
+        )
 
     def _train_files(self) -> list[Path]:
         cfg = self.cfg

@@ -12,6 +12,7 @@ Embedded ICC colour profiles are not applied: pixel values are taken to be sRGB.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import struct
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
 
 # Images with more pixels are refused before decoding (decompression bombs). This is Pillow's
@@ -67,7 +68,20 @@ _SAVE_FORMATS = {
 _WIDE_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # What a malformed file can make Pillow's decoders raise (UnidentifiedImageError is an OSError).
+# Errors of the file system, not of the image, that stat/open can raise.
+_FILE_PROBLEMS = {
+    errno.ELOOP: "a symbolic link that loops (points back to itself)",
+    errno.ENAMETOOLONG: "file name too long for this file system",
+    errno.EIO: "input/output error while reading (a failing disk or network share?)",
+}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path (or a line holding paths) as text that any terminal or UTF-8 file accepts: bytes
+    of a file name that are not UTF-8 (kept by Python as lone surrogates, which print() and
+    write_text() refuse under a strict UTF-8 locale) are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class ImageError(Exception):
@@ -76,7 +90,7 @@ class ImageError(Exception):
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = os.fspath(path)
         self.problem = " ".join(str(problem).split())  # Pillow messages may hold newlines
-        super().__init__(f"{self.path}: {self.problem}")
+        super().__init__(f"{display_path(self.path)}: {self.problem}")
 
     def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:
         # Rebuild from (path, problem), not from the formatted message, when pickled (workers).
@@ -139,13 +153,40 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = None) -> Ima
     except PermissionError:
         raise ImageError(path, "permission denied") from None
     except UnidentifiedImageError:
+        kind = _sniff_format(file)
+        if kind is not None:  # the signature of an image format, but Pillow cannot parse it
+            raise ImageError(path, f"corrupt {kind} file (its header cannot be parsed)") from None
         raise ImageError(path, "not an image file (cannot identify image format)") from None
     except Image.DecompressionBombError as err:
         raise ImageError(path, f"refused as a possible decompression bomb: {err}") from None
     except MemoryError:
         raise ImageError(path, "not enough memory to decode this image") from None
     except _DECODE_ERRORS as err:
+        if isinstance(err, OSError) and err.errno in _FILE_PROBLEMS:
+            raise ImageError(path, _FILE_PROBLEMS[err.errno]) from None
         raise ImageError(path, f"corrupt or truncated image ({_reason(err)})") from None
+
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _sniff_format(file: Path) -> str | None:
+    """The image format whose signature the file starts with, if any."""
+    try:
+        with open(file, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), None)
 
 
 def _check_is_file(file: Path, shown: str | os.PathLike[str]) -> None:

@@ -176,6 +176,8 @@ def _own_painting(path: str | os.PathLike[str]) -> Path:
     if file.is_dir():
         raise StyleError(f"{shown}: is a folder; give an image file")
     if not file.is_file():
+        if file.is_symlink():
+            raise StyleError(f"{shown}: a symbolic link that loops or points nowhere")
         raise StyleError(f"{shown}: no such file")
     if not os.access(file, os.R_OK):
         raise StyleError(f"{shown}: permission denied")

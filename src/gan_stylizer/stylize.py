@@ -10,6 +10,7 @@ size, and encoded in a thread while the next batch runs.
 from __future__ import annotations
 
 import glob
+import os
 import sys
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from gan_stylizer.config import ConfigError, StylizeConfig, validate_stylize
 from gan_stylizer.export import EXPORTED_SUFFIXES, load_exported
 from gan_stylizer.images import (
     ImageError,
+    display_path,
     list_files,
     list_images,
     pil_to_tensor,
@@ -69,7 +71,7 @@ def collect_inputs(spec: str, videos: bool = False) -> tuple[list[Path], Path | 
             kinds = "images or videos" if videos else "images"
             raise ConfigError(f"input={spec}: the folder holds no {kinds}")
         return files, path
-    if path.exists():
+    if path.exists() or path.is_symlink():  # a broken link: read_rgb says what is wrong
         return [path], None
     if any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
@@ -201,14 +203,19 @@ def run(cfg: StylizeConfig) -> int:
     print(f"{method.label}: {method.description}")
 
     tally = Tally()
-    inputs = {src.resolve() for src, _ in pairs}
+    inputs = {_real_path(src) for src, _ in pairs}
     images, videos = [], []
     for src, dst in pairs:
-        if dst.resolve() in inputs:
+        try:
+            exists = dst.exists()
+        except OSError as err:  # e.g. the output name is longer than the file system allows
+            tally.fail(f"error: {dst}: cannot write there ({err.strerror}); choose output=")
+            continue
+        if _real_path(dst) in inputs:
             tally.fail(f"error: {dst}: output would overwrite an input; choose another output=")
         elif is_video(src) and not cfg.ckpt:
             tally.skip(f"skip: {src} is a video; videos need ckpt= (a trained generator)")
-        elif dst.exists() and not cfg.overwrite:
+        elif exists and not cfg.overwrite:
             tally.skip(f"skip: {dst} exists (overwrite=true replaces it)")
         else:
             (videos if is_video(src) else images).append((src, dst))
@@ -221,6 +228,11 @@ def run(cfg: StylizeConfig) -> int:
     if len(pairs) > 1 or tally.failed or tally.skipped:
         print(f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
     return tally.failed
+
+
+def _real_path(path: Path) -> str:
+    """The path with symlinks resolved as far as they go (a symlink loop does not raise)."""
+    return os.path.realpath(path)
 
 
 def plan_video_output(src: Path, output: str | None, label: str) -> Path:
@@ -242,7 +254,8 @@ def plan_video_output(src: Path, output: str | None, label: str) -> Path:
 
 @dataclass
 class Tally:
-    """Counts, and one line per input: results on stdout, errors on stderr (above any bar)."""
+    """Counts, and one line per input: results on stdout, errors on stderr (above any bar).
+    Lines go through display_path: a non-UTF-8 file name must not crash a strict stdout."""
 
     done: int = 0
     skipped: int = 0
@@ -251,16 +264,16 @@ class Tally:
 
     def ok(self, line: str) -> None:
         self.done += 1
-        tqdm.write(line, file=sys.stdout)
+        tqdm.write(display_path(line), file=sys.stdout)
         self._advance()
 
     def skip(self, line: str) -> None:
         self.skipped += 1
-        tqdm.write(line, file=sys.stdout)
+        tqdm.write(display_path(line), file=sys.stdout)
 
     def fail(self, line: str) -> None:
         self.failed += 1
-        tqdm.write(line, file=sys.stderr)
+        tqdm.write(display_path(line), file=sys.stderr)
         self._advance()
 
     def _advance(self) -> None:

@@ -252,8 +252,11 @@ class RunSummary(Callback):
             "beta": loss.beta,
             "val": {"mean": mean, "per_image": per_image},
         }
-        reference = evaluate_for_card(pl_module)
-        metrics["reference_eval"] = reference
+        try:
+            metrics["reference_eval"] = evaluate_for_card(pl_module)
+        except (RuntimeError, ValueError) as err:  # the checkpoint is saved: never fail here
+            log.warning("model card: the reference evaluation failed: %s", err)
+            metrics["reference_eval"] = {"error": " ".join(str(err).split())[:300]}
         (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_model_card(self.out_dir, pl_module.cfg, metrics)
 
@@ -269,7 +272,14 @@ def evaluate_for_card(pl_module: StylizerSystem) -> dict:
     size = max(pl_module.val_images[0].shape[-2:])
     style = resize_long_side(pl_module.style_image.detach().float().cpu(), size)
     evaluator = Evaluator(style, alpha=50.0, beta=1.0, device=pl_module.device)
-    photos = [Photo(f"val_{i}", image) for i, image in enumerate(pl_module.val_images)]
+    # SSIM's window is 11 px: a sliver of a photo (say 3x1000) cannot be measured.
+    photos = [
+        Photo(f"val_{i}", image)
+        for i, image in enumerate(pl_module.val_images)
+        if min(image.shape[-2:]) >= 11
+    ]
+    if not photos:
+        return {}
     g = pl_module.g_ema.eval()
     rows, _ = evaluate_one_pass(photos, one_pass(g, pl_module.device), evaluator, progress=log.info)
     return {"alpha": 50.0, "beta": 1.0, "size": int(size), "mean": mean_metrics(rows)}
@@ -330,7 +340,9 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         "",
     ]
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (out_dir / "checkpoints" / "model_card.md").write_text("\n".join(lines))
+    # A path with non-UTF-8 bytes (data.root, style.path) must not stop the run at its end.
+    card = "\n".join(lines)
+    (out_dir / "checkpoints" / "model_card.md").write_text(card, "utf-8", "backslashreplace")
 
 
 def library_versions() -> dict[str, str | None]:
