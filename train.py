@@ -48,11 +48,15 @@ def refuse_ddp_launch_in_multirun(train_cfg: TrainConfig) -> None:
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with fail_cleanly():
-        from gan_stylizer.train import run
+        from gan_stylizer.train import TrainingInterrupted, run
 
         train_cfg = to_dataclass(cfg, TrainConfig)
         refuse_ddp_launch_in_multirun(train_cfg)
-        ckpt = run(train_cfg, Path(HydraConfig.get().runtime.output_dir))
+        try:
+            ckpt = run(train_cfg, Path(HydraConfig.get().runtime.output_dir))
+        except TrainingInterrupted as stopped:  # Ctrl-C: saved at a batch end
+            print(str(stopped), file=sys.stderr)
+            raise SystemExit(130) from None
         print(f"checkpoint: {ckpt}")
 
 

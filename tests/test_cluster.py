@@ -148,7 +148,7 @@ def test_dataloader_workers_ignore_the_requeue_signals(photo_dir):
 
     loader = PhotoDataModule(DataConfig(source="folder", root=str(photo_dir)), photo_dir)
     worker_init = loader.train_dataloader().worker_init_fn
-    signals = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+    signals = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
     before = {s: signal.getsignal(s) for s in signals}
     try:
         worker_init(0)  # what each worker process runs first

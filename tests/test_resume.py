@@ -137,6 +137,111 @@ def test_sigterm_saves_at_the_batch_end_and_the_run_resumes_exactly(
     )
 
 
+def test_ctrl_c_finishes_the_batch_saves_and_the_run_resumes_exactly(
+    tmp_path, photo_dir, painting, monkeypatch
+):
+    from gan_stylizer import train as train_mod
+
+    class CtrlC(train_mod.StylizerSystem):
+        def training_step(self, content, batch_idx):
+            if self.g_step == 1:  # Ctrl-C in the middle of batch 2
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().training_step(content, batch_idx)
+
+    settings = {"trainer.steps": 4, "trainer.ckpt_every": 100}
+    out = tmp_path / "run"
+    monkeypatch.setattr(train_mod, "StylizerSystem", CtrlC)
+    with pytest.raises(train_mod.TrainingInterrupted, match="generator step 2 of 4"):
+        run(tiny_config(photo_dir, painting, **settings), out)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["gan_stylizer"]["g_step"] == 2  # batch 2 completed, then saved
+    assert not (out / "metrics.json").exists()  # summed up when the run completes
+    run(tiny_config(photo_dir, painting, **settings), out)
+    run(tiny_config(photo_dir, painting, **settings), tmp_path / "straight")
+    assert_same_training_state(
+        out / "checkpoints" / "last.ckpt", tmp_path / "straight" / "checkpoints" / "last.ckpt"
+    )
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(
+    tmp_path, photo_dir, painting
+):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        *tiny_train_overrides(photo_dir, painting),
+        "trainer.steps=400",
+        "trainer.ckpt_every=2",
+        "trainer.image_every=1000",
+        "data.num_workers=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    # Its own process group, which a terminal's Ctrl-C signals whole (loader worker included).
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "step_000002.ckpt").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint at step 2 within 300 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    err = err.decode()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    at = saved["gan_stylizer"]["g_step"]
+    assert f"interrupted at generator step {at} of 400" in err and 2 <= at < 400
+    assert not list((run_dir / "checkpoints").glob(".*tmp*"))
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
+    tmp_path, photo_dir, painting, monkeypatch
+):
+    import errno
+
+    import lightning as L
+
+    from gan_stylizer.cli import fail_cleanly
+    from gan_stylizer.train import CheckpointWriteError
+
+    real_save = L.Trainer.save_checkpoint
+    writes = []
+
+    def save_until_the_disk_fills(self, filepath, *args, **kwargs):
+        writes.append(filepath)
+        if len(writes) == 2:  # the second checkpoint: half written, then ENOSPC
+            Path(filepath).write_bytes(b"PK\x03\x04half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", save_until_the_disk_fills)
+    out = tmp_path / "run"
+    cfg = tiny_config(photo_dir, painting, **{"trainer.steps": 4, "trainer.ckpt_every": 1})
+    with pytest.raises(CheckpointWriteError) as info:
+        run(cfg, out)
+    message = str(info.value)
+    assert "generator step 2 (No space left on device)" in message and "intact" in message
+    ckpts = out / "checkpoints"
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["gan_stylizer"]["g_step"] == 1
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "step_000001.ckpt"]
+    with pytest.raises(SystemExit) as exit_info, fail_cleanly():
+        raise info.value
+    assert exit_info.value.code == 1
+    monkeypatch.undo()
+    run(cfg, out)  # space freed: the same command resumes at step 1 and completes
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["gan_stylizer"]["g_step"] == 4
+
+
 def test_photo_stream_is_sharded_by_rank_and_resumable():
     def take(stream: PhotoStream, n: int) -> list[tuple[int, int]]:
         it = iter(stream)

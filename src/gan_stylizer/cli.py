@@ -26,12 +26,13 @@ EXPECTED = (
 
 @contextlib.contextmanager
 def fail_cleanly() -> Iterator[None]:
-    """Expected errors -> 'error: <one line>' on stderr and exit 2 (1 for a diverged run)."""
+    """Expected errors -> 'error: <one line>' on stderr and exit 2 (1 for a diverged run or a
+    checkpoint that could not be written: errors of the run, not of its options)."""
     try:
         yield
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(getattr(err, "exit_code", 2)) from None
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         key = getattr(err, "full_key", None)

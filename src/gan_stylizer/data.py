@@ -146,9 +146,10 @@ def ignore_requeue_signals(worker_id: int) -> None:
     """DataLoader worker_init_fn. SLURM signals every process of a job step, workers included,
     and a forked worker inherits the trainer's Python handlers: on the requeue signal it would
     run Lightning's checkpoint-and-requeue code (SIGUSR1) or submitit's (SIGUSR2), and on
-    SIGTERM Lightning's shutdown code. Workers ignore them; the main process decides and stops
+    SIGTERM Lightning's shutdown code; Ctrl-C (SIGINT) reaches the whole process group and
+    would kill a worker mid-batch. Workers ignore them; the main process decides and stops
     its workers itself."""
-    for name in ("SIGUSR1", "SIGUSR2", "SIGTERM"):
+    for name in ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT"):
         if hasattr(signal, name):  # no SIGUSR1/2 on Windows
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 

@@ -76,6 +76,12 @@ def fetch_style(
     return resolve_style(style_cfg.name, style_cfg.path, cache_dir, download=local_rank == 0)
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full...); the run stops with exit status 1."""
+
+    exit_code = 1
+
+
 class PeriodicCheckpoint(Callback):
     """Writes checkpoints/last.ckpt every `every` generator steps and at the end, and keeps a
     copy as step_NNNNNN.ckpt every `keep_every` steps (0: none). Every write goes to a temporary
@@ -94,15 +100,24 @@ class PeriodicCheckpoint(Callback):
             return
         self._saved_at = step
         tmp = self.dirpath / f".last.ckpt.tmp{os.getpid()}"
-        # Collective: every rank calls it, rank 0 writes. Full state (optimizers too), for resume.
-        trainer.save_checkpoint(tmp, weights_only=False)
+        step_tmp = self.dirpath / f".step.tmp{os.getpid()}"
+        try:
+            # Collective: every rank calls it, rank 0 writes. Full state (optimizers too).
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                if keep_step_file:
+                    shutil.copyfile(tmp, step_tmp)
+                    os.replace(step_tmp, self.dirpath / f"step_{step:06d}.ckpt")
+                os.replace(tmp, self.dirpath / "last.ckpt")
+        except OSError as err:  # disk full, quota, a vanished network share
+            tmp.unlink(missing_ok=True)
+            step_tmp.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"{self.dirpath / 'last.ckpt'}: could not write the checkpoint of generator step "
+                f"{step} ({err.strerror or err}); the previous checkpoint is intact: free space "
+                "and run the same command to resume from it"
+            ) from None
         if trainer.is_global_zero:
-            if keep_step_file:
-                shutil.copyfile(tmp, self.dirpath / f".step.tmp{os.getpid()}")
-                os.replace(
-                    self.dirpath / f".step.tmp{os.getpid()}", self.dirpath / f"step_{step:06d}.ckpt"
-                )
-            os.replace(tmp, self.dirpath / "last.ckpt")
             for superseded in self.dirpath.glob("hpc_ckpt_*.ckpt"):
                 superseded.unlink(missing_ok=True)
 
@@ -130,6 +145,51 @@ class PeriodicCheckpoint(Callback):
         ):
             self._save(trainer, pl_module.g_step, keep_step_file=False)
             log.warning("interrupted: saved %s", self.dirpath / "last.ckpt")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the run stopped between two batches and saved; str() says how to go on."""
+
+
+class GracefulInterrupt(Callback):
+    """Ctrl-C (SIGINT) finishes the batch in flight, writes last.ckpt and stops the run, so the
+    saved state is exactly that of a batch end and the same command resumes it exactly. A
+    second Ctrl-C stops at once (Lightning's KeyboardInterrupt path; PeriodicCheckpoint saves
+    what it can). All ranks stop at the same batch: the decision is reduced across them."""
+
+    def __init__(self, periodic: PeriodicCheckpoint) -> None:
+        self.periodic = periodic
+        self.stopped_at: int | None = None
+        self._previous = None
+        self._pending = False
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._pending:  # the second Ctrl-C
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self._pending = True
+        print(
+            "\ninterrupt: finishing this batch, then saving (Ctrl-C again stops at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._previous is None or self.stopped_at is not None:
+            return
+        if trainer.strategy.reduce_boolean_decision(self._pending, all=False):
+            self.periodic.save_last(trainer, pl_module)
+            self.stopped_at = pl_module.g_step
+            trainer.should_stop = True
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class RequeueAtBatchEnd(Callback):
@@ -210,8 +270,9 @@ class RunSummary(Callback):
     """metrics.json at the end of training (rank 0): steps, seconds per step, and the seed's
     losses of G_ema on the fixed validation photos, so runs (and sweep points) can be ranked."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, interrupt: GracefulInterrupt | None = None) -> None:
         self.out_dir = out_dir
+        self.interrupt = interrupt  # an interrupted run is summed up when it completes
         self._start = (0.0, 0)
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -219,7 +280,8 @@ class RunSummary(Callback):
 
     @torch.no_grad()
     def on_train_end(self, trainer, pl_module: StylizerSystem) -> None:
-        if not trainer.is_global_zero:
+        interrupted = self.interrupt is not None and self.interrupt.stopped_at is not None
+        if not trainer.is_global_zero or interrupted:
             return
         seconds = time.perf_counter() - self._start[0]
         steps = pl_module.g_step - self._start[1]
@@ -651,7 +713,13 @@ def build_trainer(cfg: TrainConfig, out_dir: Path) -> L.Trainer:
     t = cfg.trainer
     ckpt_dir = out_dir / "checkpoints"
     periodic = PeriodicCheckpoint(ckpt_dir, t.ckpt_every, t.keep_every)
-    callbacks = [periodic, SampleGrid(out_dir / "samples", t.image_every), RunSummary(out_dir)]
+    interrupt = GracefulInterrupt(periodic)
+    callbacks = [
+        periodic,
+        interrupt,
+        SampleGrid(out_dir / "samples", t.image_every),
+        RunSummary(out_dir, interrupt),
+    ]
     # Last in the list: a batch's own checkpoint is written before a requeue handler runs.
     environment = slurm_environment()
     if environment is not None and environment.auto_requeue:
@@ -722,4 +790,10 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     trainer.fit(
         system, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True
     )
+    interrupt = next(c for c in trainer.callbacks if isinstance(c, GracefulInterrupt))
+    if interrupt.stopped_at is not None:
+        raise TrainingInterrupted(
+            f"interrupted at generator step {interrupt.stopped_at} of {cfg.trainer.steps}; "
+            f"saved {ckpt_dir / 'last.ckpt'}; run the same command again to resume"
+        )
     return ckpt_dir / "last.ckpt"
