@@ -228,6 +228,8 @@ def test_wrong_shapes_in_a_checkpoint_are_named(tmp_path, photo_dir, painting):
         ({"trainer.precision": "16-mixed"}, "bf16"),
         ({"loss.content_layer": "relu9_1"}, "relu9_1"),
         ({"trainer.steps": 0}, "trainer.steps"),
+        # Found by tests/test_fuzz.py: it crashed inside D's first step.
+        ({"data.image_size": 16, "model.discriminator.n_layers": 3}, "at least 24 px"),
     ],
 )
 def test_config_faults_are_caught_before_work(tmp_path, photo_dir, painting, override, message):

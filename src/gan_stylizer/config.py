@@ -227,6 +227,14 @@ def validate_train(cfg: TrainConfig) -> None:
     _choice("model.generator.norm", cfg.model.generator.norm, NORMS)
     _positive("model.generator.channels", cfg.model.generator.channels)
     _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers)
+    n_layers = cfg.model.discriminator.n_layers
+    # D's stride-2 convs (k4, p1) halve the crop; its last two convs (k4, s1, p1) take 1 px each.
+    if cfg.loss.adv > 0 and d.image_size // 2**n_layers < 3:
+        raise ConfigError(
+            f"data.image_size={d.image_size} is too small for a discriminator with "
+            f"model.discriminator.n_layers={n_layers}: it needs crops of at least "
+            f"{3 * 2**n_layers} px (raise data.image_size or lower n_layers)"
+        )
     s_lo, s_hi = cfg.model.discriminator.crop_scale
     if not (0 < s_lo <= s_hi):
         raise ConfigError("model.discriminator.crop_scale must be [min, max] with 0 < min ≤ max")
