@@ -200,3 +200,86 @@ def test_train_cli_refuses_a_bad_painting_and_a_folder_of_broken_photos(corpus, 
         (line,) = error_lines(proc.stderr)
         assert expect in line, line
         assert not (run_dir / "checkpoints").exists()
+
+
+class _Payload:
+    """Unpickling this runs Path.touch(marker): what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_pickles_code_is_refused_unrun_by_both_clis(
+    tmp_path, photo_dir, painting
+):
+    marker = tmp_path / "payload_ran"
+    real = torch.load(write_checkpoint(tmp_path / "real.ckpt", channels=4), weights_only=True)
+    real["hyper_parameters"]["hook"] = _Payload(marker)  # a plausible checkpoint, plus code
+    hostile = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    hostile.parent.mkdir(parents=True)
+    torch.save(real, hostile)
+    photo = write_photo(tmp_path / "photo.png", (32, 24), seed=0)
+    commands = {
+        "stylize": [str(REPO / "stylize.py"), f"ckpt={hostile}", f"input={photo}"],
+        # The run folder's own last.ckpt, which ckpt_path=auto would resume.
+        "train": [
+            str(REPO / "train.py"),
+            *tiny_train_overrides(photo_dir, painting),
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+    }
+    for name, command in commands.items():
+        proc = subprocess.run(
+            [sys.executable, *command], capture_output=True, text=True, env=STRICT_ENV, timeout=300
+        )
+        assert proc.returncode == 2, (name, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr, name
+        (line,) = error_lines(proc.stderr)
+        assert str(hostile) in line and "refused" in line, (name, line)
+        assert not marker.exists(), name
+    assert not list(tmp_path.glob("photo_*.png"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other model", "wrong shapes", "not a zip"])
+def test_damaged_or_foreign_checkpoints_get_one_line_from_stylize(tmp_path, damage):
+    from gan_stylizer.checkpoint import CheckpointError, load_generator
+
+    path = write_checkpoint(tmp_path / "last.ckpt", channels=4)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:2000])
+    elif damage == "other model":
+        torch.save({"state_dict": {"encoder.weight": torch.zeros(3)}, "epoch": 3}, path)
+    elif damage == "wrong shapes":
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["hyper_parameters"]["config"]["model"]["generator"]["channels"] = 6
+        torch.save(ckpt, path)
+    else:
+        path.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("loss.alpah=1", "loss.alpah"),
+        ("loss.alpha=abc", "loss.alpha"),
+        ("style=nonexistent", "starry_night"),  # the known styles are listed
+    ],
+)
+def test_train_cli_names_a_bad_override_without_a_traceback(tmp_path, override, words):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), override, f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        env=STRICT_ENV,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert words in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -165,6 +165,29 @@ def test_ctrl_c_finishes_the_batch_saves_and_the_run_resumes_exactly(
     )
 
 
+def test_a_second_ctrl_c_stops_at_once_and_saves_that_moment(
+    tmp_path, photo_dir, painting, monkeypatch
+):
+    from gan_stylizer import train as train_mod
+
+    class CtrlCTwice(train_mod.StylizerSystem):
+        def training_step(self, content, batch_idx):
+            if self.g_step == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)  # raises KeyboardInterrupt here
+            return super().training_step(content, batch_idx)
+
+    monkeypatch.setattr(train_mod, "StylizerSystem", CtrlCTwice)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):  # Lightning's KeyboardInterrupt path: exit 1
+        run(
+            tiny_config(photo_dir, painting, **{"trainer.steps": 4, "trainer.ckpt_every": 100}), out
+        )
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left it ignored
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["gan_stylizer"]["g_step"] == 1  # batch 2 was cut short
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(
     tmp_path, photo_dir, painting
