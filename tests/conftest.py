@@ -49,15 +49,26 @@ def painting(tmp_path: Path) -> Path:
 
 
 def write_checkpoint(
-    path: Path, channels: int = 8, n_residual: int = 1, seed: int = 0, name: str = "tiny"
+    path: Path,
+    channels: int = 8,
+    n_residual: int = 1,
+    seed: int = 0,
+    name: str = "tiny",
+    conditioned: bool = False,
 ) -> Path:
-    """A checkpoint as training writes one (plain data, EMA weights), of a random generator."""
+    """A checkpoint as training writes one (plain data, EMA weights), of a random generator.
+    conditioned: with a strength input whose FiLM weights are random too (not the zeros of a
+    fresh model, under which every strength gives the same image)."""
     import torch
 
     from gan_stylizer.models.generator import Generator
 
     torch.manual_seed(seed)
-    generator = Generator(channels=channels, n_residual=n_residual)
+    generator = Generator(channels=channels, n_residual=n_residual, conditioned=conditioned)
+    for module in generator.modules():
+        if hasattr(module, "film"):
+            torch.nn.init.normal_(module.film.weight, std=0.3)
+            torch.nn.init.normal_(module.film.bias, std=0.1)
     state = {f"g_ema.{k}": v for k, v in generator.state_dict().items()}
     config = {"name": name, "model": {"generator": generator.config}}
     path.parent.mkdir(parents=True, exist_ok=True)

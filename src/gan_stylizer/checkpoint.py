@@ -49,6 +49,7 @@ def generator_config(ckpt: dict, path: Path) -> dict:
             "channels": int(g["channels"]),
             "n_residual": int(g["n_residual"]),
             "norm": g["norm"],
+            "conditioned": bool(g.get("conditioned", False)),
         }
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(

@@ -7,6 +7,7 @@ with plain dataclass instances, and checkpoints store the config as a plain dict
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ class LossConfig:
     adv: float = 0.1  # adversarial weight, relative (training only)
     adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
     r1: float = 0.0  # R1 penalty weight on real samples (training only)
+    # A conditioned generator (model=conditioned): strength s in [0, 1] trains with
+    # α = alpha_min·(alpha_max/alpha_min)^s, a log scale; s = 0.5 is their geometric mean.
+    alpha_min: float = 1.0
+    alpha_max: float = 25.0
     style_layers: dict[str, float] = field(
         default_factory=lambda: {
             name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
@@ -55,6 +60,7 @@ class GeneratorConfig:
     channels: int = 32
     n_residual: int = 5
     norm: str = "instance"  # instance | batch | none
+    conditioned: bool = False  # a style-strength input (FiLM on every instance norm)
 
 
 @dataclass
@@ -136,6 +142,10 @@ class StylizeConfig:
     precision: str = "auto"  # auto | 32 | bf16 | fp16
     tile: str = "auto"  # auto | off | tile size in px
     batch_size: int = 4  # images of equal size stylized together (folders, video frames)
+    # A conditioned generator (model=conditioned): a strength in [0, 1] or a list of them (one
+    # output each, or side by side in one strip with grid=true); default: the model's default.
+    strength: Any = None
+    grid: bool = False
     # Optimization only:
     steps: int = 300
     optimizer: str = "lbfgs"  # lbfgs | adam
@@ -162,6 +172,7 @@ class EvaluateConfig:
     input: str | None = None  # folder (recursive), file or glob of content photos
     ckpt: str | None = None  # method=gan: the trained generator
     method: str = "gan"  # gan (one pass, needs ckpt) | optimize (the seed's method)
+    strength: float | None = None  # method=gan, a conditioned ckpt: the strength to evaluate
     size: int = 512  # long side every photo is evaluated at
     # The reference total L = alpha·L_style + beta·L_content that ranks outputs (see evaluate.yaml)
     alpha: float = 50.0
@@ -225,6 +236,16 @@ def validate_train(cfg: TrainConfig) -> None:
             f"data.image_size ({d.image_size}) ≤ min ≤ max"
         )
     _choice("model.generator.norm", cfg.model.generator.norm, NORMS)
+    if cfg.model.generator.conditioned:
+        if cfg.model.generator.norm != "instance":
+            raise ConfigError(
+                "model.generator.conditioned=true needs model.generator.norm=instance"
+            )
+        if not 0 < cfg.loss.alpha_min < cfg.loss.alpha_max:
+            raise ConfigError(
+                f"a conditioned generator needs 0 < loss.alpha_min < loss.alpha_max, got "
+                f"{cfg.loss.alpha_min} and {cfg.loss.alpha_max}"
+            )
     _positive("model.generator.channels", cfg.model.generator.channels)
     _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers)
     n_layers = cfg.model.discriminator.n_layers
@@ -256,6 +277,27 @@ def validate_train(cfg: TrainConfig) -> None:
     _choice("trainer.precision", str(t.precision), ("auto", "32", "32-true", "bf16-mixed"))
 
 
+def parse_strengths(value: Any) -> list[float] | None:
+    """strength= as given (None, a number, a list, or text like "0,0.5,1") -> floats in [0, 1]."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Sequence):  # a number (a list comes from Hydra as a ListConfig)
+        items = [items]
+    strengths = []
+    for item in items:
+        try:
+            s = float(item)
+        except (TypeError, ValueError):
+            raise ConfigError(f"strength={value!r}: {item!r} is not a number") from None
+        if not 0.0 <= s <= 1.0:
+            raise ConfigError(f"strength={value!r}: {s:g} is outside [0, 1]")
+        strengths.append(s)
+    if not strengths:
+        raise ConfigError("strength= is empty")
+    return strengths
+
+
 def validate_stylize(cfg: StylizeConfig) -> None:
     from gan_stylizer.export import EXPORTED_SUFFIXES
     from gan_stylizer.inference import PRECISIONS, parse_tile
@@ -275,6 +317,11 @@ def validate_stylize(cfg: StylizeConfig) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     _positive("batch_size", cfg.batch_size)
+    strengths = parse_strengths(cfg.strength)
+    if strengths is not None and not cfg.ckpt:
+        raise ConfigError("strength= needs ckpt= of a conditioned generator (model=conditioned)")
+    if cfg.grid and (strengths is None or len(strengths) < 2):
+        raise ConfigError("grid=true needs several strengths, e.g. strength=[0,0.5,1]")
     if cfg.ckpt and Path(cfg.ckpt).suffix.lower() in EXPORTED_SUFFIXES:
         if str(cfg.precision) != "auto":
             raise ConfigError(
@@ -308,6 +355,11 @@ def validate_evaluate(cfg: EvaluateConfig) -> None:
         raise ConfigError("method=gan needs ckpt=path/to/last.ckpt (or use method=optimize)")
     if cfg.method == "optimize" and cfg.ckpt:
         raise ConfigError("method=optimize takes no ckpt= (it is the per-image optimization)")
+    if cfg.strength is not None:
+        if cfg.method != "gan":
+            raise ConfigError("strength= is for method=gan with a conditioned ckpt")
+        if len(parse_strengths(cfg.strength)) != 1:
+            raise ConfigError(f"strength={cfg.strength}: evaluate one strength per run")
     for key in ("size", "steps", "sheet_rows"):
         _positive(key, getattr(cfg, key))
     _positive("alpha", cfg.alpha, allow_zero=True)

@@ -392,12 +392,16 @@ class Photo:
     content: torch.Tensor  # RGB [0, 1] [1, 3, H, W] at the evaluation size
 
 
-def one_pass(generator: torch.nn.Module, device: torch.device) -> Stylizer:
-    """The trained generator as a stylizer: one forward pass, fp32 output on the CPU."""
+def one_pass(
+    generator: torch.nn.Module, device: torch.device, strength: float | None = None
+) -> Stylizer:
+    """The trained generator as a stylizer: one forward pass, fp32 output on the CPU
+    (strength: a conditioned generator's, default its own default)."""
 
     @torch.no_grad()
     def apply(content: torch.Tensor) -> torch.Tensor:
-        out = generator(content.to(device))
+        content = content.to(device)
+        out = generator(content) if strength is None else generator(content, strength)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out.float().cpu()
@@ -594,6 +598,13 @@ def run(cfg) -> Path:  # cfg: gan_stylizer.config.EvaluateConfig
         generator, run_config = load_generator(cfg.ckpt)
         generator = generator.to(device)
         label = str(run_config.get("name") or "gan")
+        if cfg.strength is not None:
+            if not generator.conditioned:
+                raise ConfigError(
+                    f"strength={cfg.strength}: {cfg.ckpt} has no strength input "
+                    "(train one with model=conditioned)"
+                )
+            label = f"{label}_s{float(cfg.strength):g}"
     else:
         label = f"optimize_{cfg.steps}"
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -612,7 +623,7 @@ def run(cfg) -> Path:  # cfg: gan_stylizer.config.EvaluateConfig
     if generator is not None:
         rows, outputs = evaluate_one_pass(
             photos,
-            one_pass(generator, device),
+            one_pass(generator, device, cfg.strength),
             evaluator,
             equal_quality_steps=cfg.equal_quality_steps,
         )

@@ -7,6 +7,7 @@ Two formats, both with a dynamic batch, height and width:
 
 Beside the model a JSON file (`<model file>.json`) states the pixel convention, which is this
 package's: float32 RGB, NCHW, values in [0, 1], in and out; at least MIN_SIZE px each side.
+A conditioned generator's export takes a second input, `strength`: float32 [1], in [0, 1].
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_stylizer.checkpoint import CheckpointError
-from gan_stylizer.models.generator import Generator
+from gan_stylizer.models.generator import DEFAULT_STRENGTH, Generator
 
 FORMATS = ("onnx", "pt2")
 EXPORTED_SUFFIXES = (".onnx", ".pt2")
@@ -40,30 +41,44 @@ class ExportableGenerator(nn.Module):
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
-        self.encoder = generator.encoder
-        self.residual = generator.residual
-        self.decoder = generator.decoder
+        self.generator = generator
         self.multiple = generator.MULTIPLE
 
     def forward(self, content: torch.Tensor) -> torch.Tensor:
+        return self._stylize(content, None)
+
+    def _stylize(self, content: torch.Tensor, strength: torch.Tensor | None) -> torch.Tensor:
         h, w = content.shape[-2:]
         pad_h, pad_w = (-h) % self.multiple, (-w) % self.multiple
         x = F.pad(content * 2.0 - 1.0, (0, pad_w, 0, pad_h), mode="reflect")
-        y = self.decoder(self.residual(self.encoder(x)))
+        emb = None
+        if strength is not None:  # [1] -> one embedding for the whole batch
+            emb = self.generator.embed(strength).expand(content.shape[0], -1)
+        y = self.generator.trunk(x, emb)
         # Negative padding crops. Slicing [..., :h, :w] instead makes torch.export demand a
         # proof that h fits the padded size, which its symbolic shapes cannot give.
         return torch.sigmoid(F.pad(y, (0, -pad_w, 0, -pad_h)))
 
 
-def _dynamic_shapes() -> dict:
+class ExportableConditionedGenerator(ExportableGenerator):
+    """(content [B, 3, H, W] in [0, 1], strength [1] in [0, 1]) -> [B, 3, H, W] in [0, 1]."""
+
+    def forward(self, content: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+        return self._stylize(content, strength)
+
+
+def _dynamic_shapes(conditioned: bool = False) -> dict:
     dim = torch.export.Dim
-    return {
+    shapes = {
         "content": {
             0: dim("batch", min=1, max=1024),
             2: dim("height", min=MIN_SIZE, max=MAX_SIZE),
             3: dim("width", min=MIN_SIZE, max=MAX_SIZE),
         }
     }
+    if conditioned:
+        shapes["strength"] = {}  # always [1]
+    return shapes
 
 
 def metadata(fmt: str, label: str, generator: Generator, source: str | Path) -> dict:
@@ -80,6 +95,19 @@ def metadata(fmt: str, label: str, generator: Generator, source: str | Path) -> 
         "name": label,
         "input": {"name": "content", **image},
         "output": {"name": "stylized", **image, "size": "the input's height and width"},
+        **(
+            {
+                "strength": {
+                    "name": "strength",
+                    "shape": [1],
+                    "dtype": "float32",
+                    "range": [0.0, 1.0],
+                    "meaning": "style strength; 0.5 is the model's default",
+                }
+            }
+            if generator.conditioned
+            else {}
+        ),
         "min_size": MIN_SIZE,
         "max_size": MAX_SIZE,
         "generator": dict(generator.config),
@@ -102,16 +130,21 @@ def export_generator(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = ExportableGenerator(generator.float().eval()).eval()
-    example = torch.rand(2, 3, 64, 96)  # batch 2: a batch of 1 would be frozen as a constant
+    conditioned = generator.conditioned
+    wrapper = ExportableConditionedGenerator if conditioned else ExportableGenerator
+    model = wrapper(generator.float().eval()).eval()
+    # Batch 2: a batch of 1 would be frozen as a constant.
+    example = (torch.rand(2, 3, 64, 96), *((torch.tensor([0.5]),) if conditioned else ()))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         with torch.no_grad():
             if fmt == "pt2":
-                program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_shapes())
+                program = torch.export.export(
+                    model, example, dynamic_shapes=_dynamic_shapes(conditioned)
+                )
                 torch.export.save(program, tmp)
             else:
-                _export_onnx(model, example, tmp)
+                _export_onnx(model, example, tmp, conditioned)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -123,7 +156,7 @@ def export_generator(
     return path, info_path
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export_onnx(model: nn.Module, example: tuple, path: Path, conditioned: bool) -> None:
     import onnx  # the optional extra: pip install 'gan-stylizer[onnx]'
 
     # The exporter's graph passes log every step at INFO, which Hydra's logging would print.
@@ -131,10 +164,10 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     program = torch.onnx.export(
         model,
-        (example,),
-        input_names=["content"],
+        example,
+        input_names=["content", "strength"] if conditioned else ["content"],
         output_names=["stylized"],
-        dynamic_shapes=_dynamic_shapes(),
+        dynamic_shapes=_dynamic_shapes(conditioned),
         opset_version=ONNX_OPSET,
         dynamo=True,
         external_data=False,
@@ -158,8 +191,10 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 
 def load_exported(path: str | Path, device: torch.device) -> tuple[Callable, str]:
-    """(stylize function [B, 3, H, W] in [0, 1] -> float32 on the CPU, label) for an exported
-    model file (.onnx: onnxruntime; .pt2: torch.export). Raises CheckpointError."""
+    """(stylize function, label) for an exported model file (.onnx: onnxruntime; .pt2:
+    torch.export). The function maps [B, 3, H, W] in [0, 1] (and, for a conditioned model, a
+    strength in [0, 1], default 0.5: `apply(content, strength=None)`) to float32 on the CPU;
+    `apply.conditioned` says which. Raises CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")
@@ -168,14 +203,25 @@ def load_exported(path: str | Path, device: torch.device) -> tuple[Callable, str
     if info_path.is_file():
         with contextlib.suppress(OSError, ValueError, AttributeError):
             label = str(json.loads(info_path.read_text()).get("name") or label)
-    run = _onnx_runner(path, device) if path.suffix == ".onnx" else _pt2_runner(path, device)
+    runner = _onnx_runner if path.suffix == ".onnx" else _pt2_runner
+    run, conditioned = runner(path, device)
 
-    def apply(content: torch.Tensor) -> torch.Tensor:
+    def apply(content: torch.Tensor, strength: float | None = None) -> torch.Tensor:
         h, w = content.shape[-2:]
         if h < MIN_SIZE or w < MIN_SIZE:  # below the export's minimum: pad as Generator does
             content = Generator.pad(content)
-        return run(content.float())[..., :h, :w].to("cpu", torch.float32)
+        if conditioned:
+            s = DEFAULT_STRENGTH if strength is None else float(strength)
+            if not 0.0 <= s <= 1.0:
+                raise ValueError(f"strength must be in [0, 1], got {s}")
+            out = run(content.float(), torch.tensor([s], dtype=torch.float32))
+        elif strength is not None:
+            raise ValueError(f"{path} has no strength input (its generator was not conditioned)")
+        else:
+            out = run(content.float())
+        return out[..., :h, :w].to("cpu", torch.float32)
 
+    apply.conditioned = conditioned
     return apply, label
 
 
@@ -197,14 +243,17 @@ def _onnx_runner(path: Path, device: torch.device) -> Callable:
         first = " ".join(str(err).split())[:200]
         raise CheckpointError(f"{path}: not a readable ONNX model: {first}") from None
     inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].shape[1] != 3:
-        raise CheckpointError(f"{path}: not a stylizer (expected one input [batch, 3, H, W])")
-    name = inputs[0].name
+    if not 1 <= len(inputs) <= 2 or inputs[0].shape[1] != 3:
+        raise CheckpointError(
+            f"{path}: not a stylizer (expected an input [batch, 3, H, W], and a strength)"
+        )
+    names = [i.name for i in inputs]
 
-    def run(content: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: content.cpu().numpy()})[0])
+    def run(content: torch.Tensor, *strength: torch.Tensor) -> torch.Tensor:
+        feed = {n: t.cpu().numpy() for n, t in zip(names, (content, *strength), strict=True)}
+        return torch.from_numpy(session.run(None, feed)[0])
 
-    return run
+    return run, len(inputs) == 2
 
 
 def _pt2_runner(path: Path, device: torch.device) -> Callable:
@@ -214,7 +263,8 @@ def _pt2_runner(path: Path, device: torch.device) -> Callable:
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        module = torch.export.load(path).module()
+        program = torch.export.load(path)
+        module = program.module()
     except Exception as err:  # a zip without the program, a corrupt or foreign file, ...
         first = " ".join(str(err).split())[:200] or type(err).__name__
         if "warnings above" in first:  # they were silenced; say what they would have said
@@ -224,12 +274,14 @@ def _pt2_runner(path: Path, device: torch.device) -> Callable:
         logger.setLevel(level)
     if device.type != "cpu":
         module = module.to(device)
+    # The program's inputs: content, and for a conditioned generator its strength.
+    n_inputs = len(program.graph_signature.user_inputs)
 
     @torch.no_grad()
-    def run(content: torch.Tensor) -> torch.Tensor:
-        return module(content.to(device))
+    def run(content: torch.Tensor, *strength: torch.Tensor) -> torch.Tensor:
+        return module(content.to(device), *(s.to(device) for s in strength))
 
-    return run
+    return run, n_inputs == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,8 +312,11 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
         torch.manual_seed(0)
         content = torch.rand(1, 3, 67, 101)  # odd sizes: the padding inside is exercised
         apply, _ = load_exported(model_path, torch.device("cpu"))
+        strengths = (0.0, 0.5, 1.0) if generator.conditioned else (None,)
         with torch.no_grad():
-            diff = (apply(content) - generator(content)).abs().max().item()
+            diff = max(
+                (apply(content, s) - generator(content, s)).abs().max().item() for s in strengths
+            )
         print(f"check: max |export - PyTorch| = {diff:.2g} on a 101x67 image")
         if diff > 1e-3:
             raise CheckpointError(f"{model_path}: the export differs from PyTorch by {diff:.3g}")

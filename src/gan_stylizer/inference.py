@@ -35,12 +35,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_stylizer.models.generator import ConvLayer, Generator, ResidualBlock, UpsampleConv
+from gan_stylizer.models.generator import (
+    CondInstanceNorm,
+    ConvLayer,
+    Generator,
+    ResidualBlock,
+    UpsampleConv,
+)
 
 PRECISIONS = ("auto", "32", "bf16", "fp16")
 DTYPES = {"32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -157,7 +164,8 @@ class _RowFoldedConv(nn.Module):
         return out
 
 
-Stats = dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+# norm -> its image-wide (mean, var); (norm, "film") -> a conditioned norm's (scale, shift).
+Stats = dict[Any, tuple[torch.Tensor, torch.Tensor]]
 
 
 def _needs_stats(op: nn.Module) -> bool:
@@ -168,8 +176,10 @@ def _norm(norm: nn.Module, x: torch.Tensor, stats: Stats) -> torch.Tensor:
     """Apply a norm layer; an instance norm uses the image-wide (mean, var) in stats if there."""
     if not _needs_stats(norm):
         return norm(x)  # batch norm (eval: running statistics) or none: local
+    film = stats.get((norm, "film"))  # a conditioned norm: the strength's scale and shift
     if norm not in stats:
-        return F.group_norm(x, x.shape[1], norm.weight, norm.bias, norm.eps)
+        y = F.group_norm(x, x.shape[1], norm.weight, norm.bias, norm.eps)
+        return y if film is None else torch.addcmul(film[1], y, film[0])
     mean, var = stats[norm]
     scale = torch.rsqrt(var + norm.eps)
     if norm.weight is not None:
@@ -177,6 +187,9 @@ def _norm(norm: nn.Module, x: torch.Tensor, stats: Stats) -> torch.Tensor:
     shift = -mean * scale
     if norm.bias is not None:
         shift = shift + norm.bias.float().view(1, -1, 1, 1)
+    if film is not None:  # (x·scale + shift)·f_scale + f_shift, folded into one affine map
+        shift = shift * film[0].float() + film[1].float()
+        scale = scale * film[0].float()
     # In fp32: x·scale and shift nearly cancel where the mean is large against the spread.
     return torch.addcmul(shift, x.float(), scale).to(x.dtype)
 
@@ -347,33 +360,49 @@ class Stylizer:
         return self.tile if max(height, width) > self.tile else None
 
     @torch.no_grad()
-    def __call__(self, content: torch.Tensor) -> torch.Tensor:
+    def __call__(self, content: torch.Tensor, strength: float | None = None) -> torch.Tensor:
+        """strength: a conditioned generator's style strength in [0, 1] (default: its
+        DEFAULT_STRENGTH); an error for other generators."""
         h, w = content.shape[-2:]
         tile = self.tile_size(h, w)
+        film = self._film(strength, content.shape[0])
         if tile is None:
-            out = torch.sigmoid(self._whole(self._prepare(content)).float())
+            out = torch.sigmoid(self._whole(self._prepare(content), film).float())
         else:
-            out = self._tiled([self._prepare(content)], tile)
+            out = self._tiled([self._prepare(content)], tile, film)
         return out[..., :h, :w].to("cpu", torch.float32).contiguous()
+
+    def _film(self, strength: float | None, batch: int) -> Stats:
+        """Every conditioned norm's (scale, shift) for this strength, keyed (norm, "film")."""
+        if not self.generator.conditioned:
+            if strength is not None:
+                raise ValueError("this generator has no strength input (not trained with one)")
+            return {}
+        emb = self.generator.strength_embedding(strength, batch)
+        return {
+            (m, "film"): m.film_params(emb)
+            for m in self.generator.modules()
+            if isinstance(m, CondInstanceNorm)
+        }
 
     def _prepare(self, content: torch.Tensor) -> torch.Tensor:
         x = self.generator.prepare(content.to(self.device, torch.float32))
         return x.to(self.dtype).contiguous(memory_format=torch.channels_last)
 
-    def _whole(self, x: torch.Tensor) -> torch.Tensor:
-        x = _run(self.encoder, x, {})
+    def _whole(self, x: torch.Tensor, film: Stats) -> torch.Tensor:
+        x = _run(self.encoder, x, film)
         for block in self.blocks:
-            x = x + _run(list(block.body[0]) + list(block.body[1:]), x, {})
-        return _run(self.decoder, x, {})
+            x = x + _run(list(block.body[0]) + list(block.body[1:]), x, film)
+        return _run(self.decoder, x, film)
 
     # -- tiled ---------------------------------------------------------------------------------
 
-    def _tiled(self, holder: list[torch.Tensor], tile: int) -> torch.Tensor:
+    def _tiled(self, holder: list[torch.Tensor], tile: int, film: Stats) -> torch.Tensor:
         """holder: [the prepared input], emptied once the encoder is done with it."""
         x = holder.pop()
         hq, wq = x.shape[-2] // 4, x.shape[-1] // 4
         step = tile // 4
-        stats: Stats = {}
+        stats: Stats = dict(film)
 
         # Encoder: statistics of every norm before the last, then the trunk input.
         grid = _grid(hq, wq, step, ENCODER_HALO)

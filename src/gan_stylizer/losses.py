@@ -41,8 +41,10 @@ def style_loss(
     target_grams: Mapping[str, tuple[torch.Tensor, int]],
     features: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float],
+    reduce: bool = True,
 ) -> torch.Tensor:
-    """L_style = Σ_l w_l · 1/(4·N_l²·M_l²) · ‖G_l(S) − G_l(G)‖², mean over the batch: scalar.
+    """L_style = Σ_l w_l · 1/(4·N_l²·M_l²) · ‖G_l(S) − G_l(G)‖², mean over the batch: scalar
+    (reduce=False: per sample, [B]).
 
     target_grams: {layer: (gram of the style image [N,N], its M)}; features: {layer: [B,N,H,W]}.
     """
@@ -53,16 +55,18 @@ def style_loss(
         total = term if total is None else total + term
     if total is None:
         raise ValueError("style_loss needs at least one style layer")
-    return total.mean()
+    return total.mean() if reduce else total
 
 
-def content_loss(target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """L_content = ½·‖F_l(C) − F_l(G)‖², per-sample sum, mean over the batch: scalar.
+def content_loss(target: torch.Tensor, features: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """L_content = ½·‖F_l(C) − F_l(G)‖², per-sample sum, mean over the batch: scalar
+    (reduce=False: per sample, [B]).
 
     target, features: [B, N, H, W] at the content layer (fp32 accumulation).
     """
     diff = features.float() - target.float()
-    return 0.5 * diff.pow(2).flatten(1).sum(dim=1).mean()
+    per_sample = 0.5 * diff.pow(2).flatten(1).sum(dim=1)
+    return per_sample.mean() if reduce else per_sample
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:

@@ -59,15 +59,16 @@ class PerceptualCriterion(nn.Module):
         return self.vgg(content)[self.content_layer]
 
     def forward(
-        self, stylized: torch.Tensor, content_target: torch.Tensor | None
+        self, stylized: torch.Tensor, content_target: torch.Tensor | None, reduce: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(L_style, L_content) for RGB [0,1] images [B,3,H,W]; L_content is 0 without target."""
+        """(L_style, L_content) for RGB [0,1] images [B,3,H,W], means over the batch (reduce=
+        False: per image, [B] each); L_content is 0 without target."""
         feats = self.vgg(stylized)
-        l_style = style_loss(self.target_grams(), feats, self.layer_weights)
+        l_style = style_loss(self.target_grams(), feats, self.layer_weights, reduce)
         if content_target is None:
-            l_content = l_style.new_zeros(())
+            l_content = torch.zeros_like(l_style)
         else:
-            l_content = content_loss(content_target, feats[self.content_layer])
+            l_content = content_loss(content_target, feats[self.content_layer], reduce)
         return l_style, l_content
 
     @property

@@ -9,6 +9,7 @@ size, and encoded in a thread while the next batch runs.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
@@ -16,14 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from gan_stylizer.checkpoint import load_generator
-from gan_stylizer.config import ConfigError, StylizeConfig, validate_stylize
+from gan_stylizer.config import ConfigError, StylizeConfig, parse_strengths, validate_stylize
 from gan_stylizer.export import EXPORTED_SUFFIXES, load_exported
 from gan_stylizer.images import (
     ImageError,
@@ -42,6 +43,7 @@ from gan_stylizer.optimize import stylize_by_optimization
 from gan_stylizer.video import VIDEO_EXTENSIONS, VideoError, is_video, stylize_video
 
 OPTIMIZATION_SIZE = 512  # default long side for the (slow) optimization
+GRID_GAP = 4  # white px between the strengths of a grid=true strip
 
 
 def pick_device(name: str) -> torch.device:
@@ -125,12 +127,17 @@ class Method:
     batch: bool  # apply takes batches (one pass) or one image at a time (optimization)
     recolor: bool  # preserve_color is applied to apply's output (one pass)
     description: str = ""
+    # A conditioned generator: strength -> the apply function at that strength.
+    at_strength: Callable[[float], Callable[[torch.Tensor], torch.Tensor]] | None = None
 
 
 def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
     if Path(cfg.ckpt).suffix.lower() in EXPORTED_SUFFIXES:
         apply, label = load_exported(cfg.ckpt, device)
-        return Method(apply, label, True, cfg.preserve_color, f"exported model, fp32 on {device}")
+        at = functools.partial(_at_strength, apply) if apply.conditioned else None
+        return Method(
+            apply, label, True, cfg.preserve_color, f"exported model, fp32 on {device}", at
+        )
     generator, run_config = load_generator(cfg.ckpt)
     label = str(run_config.get("name") or run_config.get("style", {}).get("name") or "stylized")
     dtype = resolve_dtype(str(cfg.precision), device)
@@ -139,7 +146,41 @@ def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"precision={cfg.precision}: cannot run on {device}: {err}") from None
     precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    return Method(stylizer, label, True, cfg.preserve_color, f"{precision} on {device}")
+    at = functools.partial(_at_strength, stylizer) if generator.conditioned else None
+    return Method(stylizer, label, True, cfg.preserve_color, f"{precision} on {device}", at)
+
+
+def _at_strength(apply: Callable, strength: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return functools.partial(apply, strength=strength)
+
+
+def _variants(
+    method: Method, strengths: list[float] | None, grid: bool
+) -> list[tuple[str, Method]]:
+    """(file-name suffix, method) per output of each input: one, one per strength, or one strip
+    of all strengths side by side (grid)."""
+    if strengths is None:
+        return [("", method)]
+    if method.at_strength is None:
+        raise ConfigError(
+            "strength=: this generator has no strength input (train one with model=conditioned)"
+        )
+    if not grid:
+        if len(strengths) == 1:
+            return [("", replace(method, apply=method.at_strength(strengths[0])))]
+        return [(f"_s{s:g}", replace(method, apply=method.at_strength(s))) for s in strengths]
+    parts = [method.at_strength(s) for s in strengths]
+    recolor = method.recolor
+
+    def strip(content: torch.Tensor) -> torch.Tensor:
+        outs = [part(content) for part in parts]
+        if recolor:
+            outs = [preserve_color(content, out) for out in outs]
+        gap = torch.ones(*outs[0].shape[:-1], GRID_GAP)
+        pieces = [piece for out in outs for piece in (out, gap)][:-1]
+        return torch.cat(pieces, dim=-1)
+
+    return [("", replace(method, apply=strip, recolor=False))]
 
 
 def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
@@ -202,8 +243,18 @@ def run(cfg: StylizeConfig) -> int:
         pairs = plan_outputs(files, root, cfg.output, method.label)
     print(f"{method.label}: {method.description}")
 
+    variants = _variants(method, parse_strengths(cfg.strength), cfg.grid)
     tally = Tally()
     inputs = {_real_path(src) for src, _ in pairs}
+    for suffix, variant in variants:
+        named = [(src, dst.with_name(f"{dst.stem}{suffix}{dst.suffix}")) for src, dst in pairs]
+        _run_variant(named, inputs, variant, cfg, size, tally)
+    if len(pairs) * len(variants) > 1 or tally.failed or tally.skipped:
+        print(f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
+    return tally.failed
+
+
+def _run_variant(pairs, inputs: set[str], method: Method, cfg, size, tally: Tally) -> None:
     images, videos = [], []
     for src, dst in pairs:
         try:
@@ -225,9 +276,6 @@ def run(cfg: StylizeConfig) -> int:
         _run_images(images, method.apply, size, cfg.scale, batch_size, recolor, tally)
     for pair in videos:
         _run_video(pair, method, cfg, size, tally)
-    if len(pairs) > 1 or tally.failed or tally.skipped:
-        print(f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
-    return tally.failed
 
 
 def _real_path(path: Path) -> str:

@@ -32,7 +32,17 @@ class TrainingDiverged(RuntimeError):
 def build_generator(model_cfg: dict) -> Generator:
     """Generator from the plain-dict model config stored in checkpoints."""
     g = model_cfg["generator"]
-    return Generator(channels=g["channels"], n_residual=g["n_residual"], norm=g["norm"])
+    return Generator(
+        channels=g["channels"],
+        n_residual=g["n_residual"],
+        norm=g["norm"],
+        conditioned=bool(g.get("conditioned", False)),
+    )
+
+
+def strength_to_alpha(strength: torch.Tensor | float, alpha_min: float, alpha_max: float):
+    """Style strength s in [0, 1] -> style weight α = alpha_min·(alpha_max/alpha_min)^s."""
+    return alpha_min * (alpha_max / alpha_min) ** strength
 
 
 def random_style_crops(
@@ -110,18 +120,27 @@ class StylizerSystem(L.LightningModule):
         adversarial = loss_cfg.adv > 0 and not warming_up
 
         skipped_before = self.nonfinite_total
-        stylized = self.generator(content)
+        strength = self._sample_strength(content.shape[0]) if self.generator.conditioned else None
+        stylized = self.generator(content, strength)
         logs: dict[str, torch.Tensor] = {}
         if adversarial:
             logs |= self._discriminator_step(opt_d, content.shape[0], stylized.detach())
 
         with self.toggled_optimizer(opt_g):
-            logs |= self._generator_step(opt_g, content, stylized, adversarial, warming_up)
+            logs |= self._generator_step(
+                opt_g, content, stylized, adversarial, warming_up, strength
+            )
         self.g_step += 1
         self._count_streak(skipped=self.nonfinite_total > skipped_before)
         self.log_dict({k: v.float() for k, v in logs.items()}, on_step=True)
         self.log("train/nonfinite_skipped", float(self.nonfinite_total), on_step=True)
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
+
+    def _sample_strength(self, batch_size: int) -> torch.Tensor:
+        """One style strength per image, uniform in [0, 1]; drawn per (seed, rank, step) like
+        the data, so a resumed run draws what an uninterrupted one would."""
+        gen = seeded_generator(self.cfg.seed, "strength", self.global_rank, self.g_step)
+        return torch.rand(batch_size, generator=gen).to(self.device)
 
     def _generator_step(
         self,
@@ -130,6 +149,7 @@ class StylizerSystem(L.LightningModule):
         stylized: torch.Tensor,
         adversarial: bool,
         warming_up: bool,
+        strength: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Perceptual and adversarial gradients are taken w.r.t. the stylized pixels, balanced
         there, and pushed through G in one backward pass:
@@ -138,13 +158,26 @@ class StylizerSystem(L.LightningModule):
         so loss.adv is the adversarial gradient's share relative to the perceptual one: a
         dimensionless weight that holds across α, β, image sizes and D's current scale, where
         the raw L_adv (order 1) and the seed's L_style (order 1e10) differ by ten magnitudes.
-        The same idea as VQGAN's adaptive weight (Esser et al. 2021), measured at the output."""
+        The same idea as VQGAN's adaptive weight (Esser et al. 2021), measured at the output.
+
+        A conditioned generator: image i was made at strength s_i and is judged with its own
+        α_i = strength_to_alpha(s_i); D is not conditioned (it judges texture, which every
+        strength should have; the λ balance keeps its share relative to each batch's
+        perceptual gradient)."""
         loss_cfg = self.cfg.loss
         pixels = stylized.detach().requires_grad_(True)
-        l_style, l_content = self.criterion(pixels, self.criterion.content_features(content))
-        l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else l_style.new_zeros(())
-        alpha = 0.0 if warming_up else loss_cfg.alpha
-        l_perceptual = alpha * l_style + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
+        target = self.criterion.content_features(content)
+        l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else pixels.new_zeros((), dtype=torch.float32)
+        if strength is None:
+            l_style, l_content = self.criterion(pixels, target)
+            alpha = 0.0 if warming_up else loss_cfg.alpha
+            l_styled = alpha * l_style
+        else:
+            per_style, per_content = self.criterion(pixels, target, reduce=False)
+            l_style, l_content = per_style.mean(), per_content.mean()
+            alphas = strength_to_alpha(strength.float(), loss_cfg.alpha_min, loss_cfg.alpha_max)
+            l_styled = 0.0 * l_style if warming_up else (alphas * per_style).mean()
+        l_perceptual = l_styled + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
         zero = l_style.new_zeros(())
         l_adv, lam = zero, zero
         logs = {

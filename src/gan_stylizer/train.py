@@ -29,10 +29,11 @@ from gan_stylizer.checkpoint import CheckpointError, load_checkpoint
 from gan_stylizer.config import ConfigError, TrainConfig, to_plain, validate_train
 from gan_stylizer.data import PhotoDataModule
 from gan_stylizer.images import load_image, make_grid, resize_long_side, save_image
+from gan_stylizer.models.generator import DEFAULT_STRENGTH
 from gan_stylizer.models.vgg import build_vgg
 from gan_stylizer.perceptual import PerceptualCriterion
 from gan_stylizer.styles import REGISTRY, StyleError, resolve_style
-from gan_stylizer.system import StylizerSystem
+from gan_stylizer.system import StylizerSystem, strength_to_alpha
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +287,7 @@ class RunSummary(Callback):
         seconds = time.perf_counter() - self._start[0]
         steps = pl_module.g_step - self._start[1]
         loss = pl_module.cfg.loss
+        alpha = trained_alpha(pl_module.cfg)
         per_image = []
         for image in pl_module.val_images:
             image = image.to(pl_module.device)
@@ -296,7 +298,7 @@ class RunSummary(Callback):
                 {
                     "style": l_style.item(),
                     "content": l_content.item(),
-                    "total": loss.alpha * l_style.item() + loss.beta * l_content.item(),
+                    "total": alpha * l_style.item() + loss.beta * l_content.item(),
                 }
             )
         mean = (
@@ -310,7 +312,7 @@ class RunSummary(Callback):
             "seconds_this_session": round(seconds, 1),
             "seconds_per_step": round(seconds / steps, 4) if steps else None,
             "nonfinite_skipped": pl_module.nonfinite_total,
-            "alpha": loss.alpha,
+            "alpha": alpha,
             "beta": loss.beta,
             "val": {"mean": mean, "per_image": per_image},
         }
@@ -321,6 +323,14 @@ class RunSummary(Callback):
             metrics["reference_eval"] = {"error": " ".join(str(err).split())[:300]}
         (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         write_model_card(self.out_dir, pl_module.cfg, metrics)
+
+
+def trained_alpha(cfg: TrainConfig) -> float:
+    """The style weight the generator's default output was trained for: loss.alpha, or for a
+    conditioned generator the α of its default strength."""
+    if not cfg.model.generator.conditioned:
+        return cfg.loss.alpha
+    return float(strength_to_alpha(DEFAULT_STRENGTH, cfg.loss.alpha_min, cfg.loss.alpha_max))
 
 
 @torch.no_grad()
@@ -365,11 +375,18 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         f"- **Style**: {cfg.style.name}"
         + (f" ({cfg.style.path})" if cfg.style.path else "")
         + f", painting at {cfg.style.size} px long side",
-        f"- **Loss**: alpha={loss.alpha:g} (style), beta={loss.beta:g} (content), tv={loss.tv:g}, "
+        (
+            f"- **Loss**: alpha={loss.alpha:g} (style), "
+            if not cfg.model.generator.conditioned
+            else f"- **Loss**: strength s in [0, 1] -> alpha={loss.alpha_min:g}·"
+            f"({loss.alpha_max:g}/{loss.alpha_min:g})^s (style; default s={DEFAULT_STRENGTH}), "
+        )
+        + f"beta={loss.beta:g} (content), tv={loss.tv:g}, "
         f"adv={loss.adv:g} ({loss.adv_type}, relative), r1={loss.r1:g}; VGG19 {loss.vgg.weights}, "
         f"style layers {', '.join(loss.style_layers)}, content {loss.content_layer}",
         f"- **Generator**: {cfg.model.generator.channels} channels, "
-        f"{cfg.model.generator.n_residual} residual blocks, {cfg.model.generator.norm} norm",
+        f"{cfg.model.generator.n_residual} residual blocks, {cfg.model.generator.norm} norm"
+        + (", conditioned on the style strength" if cfg.model.generator.conditioned else ""),
         f"- **Data**: {data.source}"
         + (f" {data.root}" if data.root else "")
         + f", {data.image_size}-px crops of photos at {data.resize_long_side[0]}–"

@@ -1,0 +1,254 @@
+"""A strength dial (model=conditioned): one generator whose norms are modulated by a style
+strength s in [0, 1]. It starts as the plain generator, every inference path (whole, tiled,
+ONNX, pt2) takes s, stylize.py writes one output per strength or a strip, bad strengths are
+refused, and a tiny trained model's style loss falls as s rises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_checkpoint, write_painting, write_photo
+from PIL import Image
+
+from gan_stylizer.checkpoint import load_generator
+from gan_stylizer.config import ConfigError, StylizeConfig
+from gan_stylizer.inference import Stylizer
+from gan_stylizer.models.generator import DEFAULT_STRENGTH, Generator
+from gan_stylizer.stylize import run as stylize
+from gan_stylizer.system import strength_to_alpha
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return write_checkpoint(
+        tmp_path_factory.mktemp("cond") / "last.ckpt", channels=4, conditioned=True
+    )
+
+
+@pytest.fixture(scope="module")
+def generator(ckpt) -> Generator:
+    return load_generator(ckpt)[0]
+
+
+def test_a_fresh_conditioned_generator_is_the_plain_one_at_every_strength():
+    torch.manual_seed(0)
+    conditioned = Generator(channels=4, n_residual=1, conditioned=True).eval()
+    plain = Generator(channels=4, n_residual=1).eval()
+    shared = {k: v for k, v in conditioned.state_dict().items() if k in plain.state_dict()}
+    plain.load_state_dict(shared, strict=True)
+    content = torch.rand(2, 3, 37, 29)
+    with torch.no_grad():
+        for s in (0.0, 0.5, 1.0):
+            assert torch.equal(conditioned(content, s), plain(content))
+
+
+def test_strength_changes_the_output_per_image_and_is_validated(generator):
+    content = torch.rand(1, 3, 33, 41).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        low, high = generator(content, 0.0), generator(content, 1.0)
+        mixed = generator(content, torch.tensor([0.0, 1.0]))
+        default = generator(content)
+    assert (low - high).abs().mean() > 1e-3
+    assert torch.allclose(mixed[0], low[0], atol=1e-6) and torch.allclose(
+        mixed[1], high[1], atol=1e-6
+    )
+    assert torch.equal(default, generator(content, DEFAULT_STRENGTH))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            generator(content, bad)
+    with pytest.raises(ValueError, match="no strength input"):
+        Generator(channels=4, n_residual=1)(content, 0.5)
+
+
+def test_strength_maps_to_alpha_on_a_log_scale():
+    assert strength_to_alpha(0.0, 1.0, 25.0) == pytest.approx(1.0)
+    assert strength_to_alpha(0.5, 1.0, 25.0) == pytest.approx(5.0)
+    assert strength_to_alpha(1.0, 1.0, 25.0) == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.3, 1.0])
+def test_the_fast_and_tiled_paths_take_the_strength(generator, strength):
+    content = torch.rand(1, 3, 150, 230)
+    with torch.no_grad():
+        expected = generator(content, strength)
+    whole = Stylizer(generator, tile="off")(content, strength)
+    tiled = Stylizer(generator, tile=64)(content, strength)
+    assert (whole - expected).abs().max().item() < 1e-5
+    assert (tiled - expected).abs().mean().item() * 255 < 0.01
+    with pytest.raises(ValueError, match="no strength input"):
+        Stylizer(Generator(channels=4, n_residual=1))(content, 0.5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_exported_models_take_the_strength_at_odd_sizes(tmp_path, generator, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from gan_stylizer.export import export_generator, load_exported
+
+    path, info = export_generator(generator, fmt, tmp_path / f"m.{fmt}", "tiny")
+    assert '"strength"' in info.read_text()
+    apply, _ = load_exported(path, torch.device("cpu"))
+    assert apply.conditioned
+    for size in [(257, 391), (64, 1000)]:
+        content = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            for s in (0.0, 0.7):
+                assert (apply(content, s) - generator(content, s)).abs().max().item() <= 1e-3
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        apply(content, 2.0)
+
+
+def test_stylize_writes_one_output_per_strength_or_a_strip(tmp_path, ckpt, capsys):
+    photo = write_photo(tmp_path / "in" / "photo.png", (40, 30), seed=0)
+    out = tmp_path / "out"
+    assert (
+        stylize(
+            StylizeConfig(
+                input=str(photo.parent), ckpt=str(ckpt), output=str(out), strength="0,0.25,1"
+            )
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "photo_s0.25.png",
+        "photo_s0.png",
+        "photo_s1.png",
+    ]
+    images = {p.name: torch.tensor(list(Image.open(p).getdata())) for p in out.iterdir()}
+    assert (images["photo_s0.png"] - images["photo_s1.png"]).abs().float().mean() > 0.5
+    strip = tmp_path / "strip.png"
+    assert (
+        stylize(
+            StylizeConfig(
+                input=str(photo),
+                ckpt=str(ckpt),
+                output=str(strip),
+                strength=[0, 0.25, 1],
+                grid=True,
+            )
+        )
+        == 0
+    )
+    assert Image.open(strip).size == (3 * 40 + 2 * 4, 30)
+    with Image.open(strip) as img, Image.open(out / "photo_s0.25.png") as middle:
+        assert list(img.crop((44, 0, 84, 30)).getdata()) == list(middle.getdata())
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"strength": 1.5}, "outside"),
+        ({"strength": "0,x"}, "not a number"),
+        ({"strength": [0.5], "grid": True}, "several strengths"),
+        ({"strength": 0.5, "ckpt": None}, "needs ckpt"),
+    ],
+)
+def test_bad_strengths_are_refused_before_any_work(tmp_path, ckpt, settings, message):
+    photo = write_photo(tmp_path / "photo.png", (20, 20), seed=0)
+    cfg = StylizeConfig(input=str(photo), ckpt=str(ckpt), output=str(tmp_path / "o.png"))
+    for key, value in settings.items():
+        setattr(cfg, key, value)
+    with pytest.raises(ConfigError, match=message):
+        stylize(cfg)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_plain_checkpoint_refuses_a_strength(tmp_path):
+    plain = write_checkpoint(tmp_path / "plain.ckpt", channels=4)
+    photo = write_photo(tmp_path / "photo.png", (20, 20), seed=0)
+    with pytest.raises(ConfigError, match="no strength input"):
+        stylize(StylizeConfig(input=str(photo), ckpt=str(plain), strength=0.5))
+
+
+def test_the_command_line_takes_a_comma_separated_list_of_strengths(tmp_path, ckpt):
+    photo = write_photo(tmp_path / "photo.png", (24, 16), seed=0)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "stylize.py"),
+            f"ckpt={ckpt}",
+            f"input={photo}",
+            "strength=0,0.5,1",
+            "grid=true",
+            f"output={tmp_path / 'strip.png'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Image.open(tmp_path / "strip.png").size == (3 * 24 + 2 * 4, 16)
+
+
+@pytest.mark.slow
+def test_a_tiny_trained_conditioned_model_loses_style_loss_as_strength_rises(tmp_path):
+    from test_training import tiny_config
+
+    from gan_stylizer.images import load_image
+    from gan_stylizer.train import build_criterion, run
+
+    photos = tmp_path / "photos"
+    for i, size in enumerate([(80, 60), (64, 96), (100, 70), (72, 72)]):
+        write_photo(photos / f"p{i}.png", size, seed=i)
+    painting = write_painting(tmp_path / "painting.png")
+    # With random VGG weights L_content ≈ 3e3 and L_style ≈ 1.5 on these crops: α from 300 to
+    # 3e5 spans "content dominates" to "style dominates", so the dial has something to move.
+    cfg = tiny_config(
+        photos,
+        painting,
+        **{
+            "model.generator.conditioned": True,
+            "model.generator.channels": 8,
+            "loss.alpha_min": 300.0,
+            "loss.alpha_max": 300000.0,
+            "loss.adv": 0.0,
+            "data.batch_size": 4,
+            "trainer.steps": 100,
+            "trainer.lr_g": 3e-3,
+            "trainer.ckpt_every": 1000,
+            "trainer.image_every": 1000,
+        },
+    )
+    generator, _ = load_generator(run(cfg, tmp_path / "run"))
+    criterion = build_criterion(cfg.loss)
+    criterion.set_style(load_image(painting, size=64))
+    crops = torch.cat([load_image(photos / f"p{i}.png", size=48)[..., :32, :32] for i in (0, 2)])
+    with torch.no_grad():
+        target = criterion.content_features(crops)
+        curve = [criterion(generator(crops, s), target) for s in (0.0, 0.5, 1.0)]
+    style = [float(ls) for ls, _ in curve]
+    content = [float(lc) for _, lc in curve]
+    assert style[0] > style[1] > style[2], style
+    assert content[0] < content[2], content
+
+
+def test_evaluate_takes_the_strength_of_a_conditioned_model(tmp_path, ckpt, photo_dir, painting):
+    from gan_stylizer.config import EvaluateConfig, StyleConfig
+    from gan_stylizer.evaluate import run as evaluate
+
+    def report(strength, out):
+        cfg = EvaluateConfig(
+            input=str(photo_dir),
+            ckpt=str(ckpt),
+            strength=strength,
+            size=48,
+            limit=2,
+            output=str(tmp_path / out),
+            style=StyleConfig(name="test", path=str(painting), size=48),
+        )
+        return json.loads((evaluate(cfg) / "metrics.json").read_text())["mean"]
+
+    low, high = report(0.0, "low"), report(1.0, "high")
+    assert low["style"] != high["style"]
+    plain = write_checkpoint(tmp_path / "plain.ckpt", channels=4)
+    with pytest.raises(ConfigError, match="no strength input"):
+        evaluate(EvaluateConfig(input=str(photo_dir), ckpt=str(plain), strength=0.5, size=48))
+    with pytest.raises(ConfigError, match="one strength"):
+        evaluate(EvaluateConfig(input=str(photo_dir), ckpt=str(ckpt), strength=[0, 1], size=48))
