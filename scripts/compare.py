@@ -144,7 +144,7 @@ def ensure_trained(args: dict) -> dict[str, Path]:
     args['jobs'] at once; with jobs=2 the two share the threads (on 2 cores, two 1-thread
     trainings side by side finish sooner than two 2-thread ones in a row)."""
     jobs = max(1, min(args["jobs"], len(RECIPES)))
-    total = args["threads"] if args["threads"] > 0 else (os.cpu_count() or 1)
+    total = args["threads"] if args["threads"] > 0 else len(os.sched_getaffinity(0))
     threads = total // jobs if jobs > 1 else args["threads"]
     if threads == 0 and jobs > 1:
         raise UsageError(f"threads={total} cannot be shared by jobs={jobs}")

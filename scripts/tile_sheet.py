@@ -59,17 +59,18 @@ def main() -> int:
     dtype = resolve_dtype(args.precision, device)
     h, w = content.shape[-2:]
     rows, cols = boundaries(h, tile), boundaries(w, tile)
-    if not rows or not cols:
+    if not rows and not cols:
         print(f"error: {args.photo}: {w}x{h} fits in one {tile}-px tile", file=sys.stderr)
         return 2
+    crop = min(args.crop, h, w)
     tiled = Stylizer(generator, device, dtype, tile)(content)
     whole = Stylizer(generator, device, dtype, "off")(content)
     diff = (tiled - whole).abs()
 
-    half = args.crop // 2
-    top = min(max(rows[0] - half, 0), h - args.crop)
-    left = min(max(cols[0] - half, 0), w - args.crop)
-    box = (..., slice(top, top + args.crop), slice(left, left + args.crop))
+    # Centred where the first row and column of tiles meet (or on the one seam there is).
+    top = min(max((rows[0] if rows else h // 2) - crop // 2, 0), h - crop)
+    left = min(max((cols[0] if cols else w // 2) - crop // 2, 0), w - crop)
+    box = (..., slice(top, top + crop), slice(left, left + crop))
     crops = [tiled[box], whole[box], (diff[box] * 10).clamp(0, 1)]
 
     overview = tensor_to_pil(tiled[0])
@@ -79,17 +80,15 @@ def main() -> int:
         draw.line([(0, r), (w, r)], fill=(255, 255, 255), width=line)
     for c in cols:
         draw.line([(c, 0), (c, h)], fill=(255, 255, 255), width=line)
-    draw.rectangle(
-        [left, top, left + args.crop, top + args.crop], outline=(255, 0, 0), width=3 * line
-    )
+    draw.rectangle([left, top, left + crop, top + crop], outline=(255, 0, 0), width=3 * line)
     # One height for both rows: the crops' own size, so that they show at 100%.
-    sheet = make_grid([[content, pil_to_tensor(overview)], crops], height=args.crop)
+    sheet = make_grid([[content, pil_to_tensor(overview)], crops], height=crop)
     save_image(sheet, args.out)
     print(
         f"{args.photo}: {w}x{h}, tile {tile} ({len(rows) + 1}x{len(cols) + 1} tiles), "
         f"{str(dtype).removeprefix('torch.')}; tiled vs untiled: mean |diff| "
         f"{diff.mean().item() * 255:.3f}/255, in the crop {diff[box].mean().item() * 255:.3f}/255, "
-        f"max {diff.max().item() * 255:.1f}/255; crop at ({left}, {top}), {args.crop} px; "
+        f"max {diff.max().item() * 255:.1f}/255; crop at ({left}, {top}), {crop} px; "
         f"wrote {args.out}"
     )
     return 0

@@ -146,6 +146,8 @@ def test_stylize_writes_one_output_per_strength_or_a_strip(tmp_path, ckpt, capsy
     [
         ({"strength": 1.5}, "outside"),
         ({"strength": "0,x"}, "not a number"),
+        ({"strength": True}, "not a number"),
+        ({"strength": "0.5,0.5"}, "listed twice"),
         ({"strength": [0.5], "grid": True}, "several strengths"),
         ({"strength": 0.5, "ckpt": None}, "needs ckpt"),
     ],

@@ -283,3 +283,19 @@ def test_train_cli_names_a_bad_override_without_a_traceback(tmp_path, override, 
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert words in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_path_longer_than_the_file_system_allows_is_one_line(tmp_path, ckpt):
+    too_long = tmp_path / ("x" * 300 + ".png")
+    photos = tmp_path / "in"
+    write_photo(photos / "a.png", (20, 16), seed=0)
+    for command in (
+        [str(REPO / "stylize.py"), f"ckpt={ckpt}", f"input={too_long}"],
+        [str(REPO / "stylize.py"), f"ckpt={ckpt}", f"input={photos}", f"output={too_long}_dir"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, *command], capture_output=True, text=True, env=STRICT_ENV, timeout=120
+        )
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        (line,) = error_lines(proc.stderr)
+        assert "too long" in line.lower(), line

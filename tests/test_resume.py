@@ -165,6 +165,25 @@ def test_ctrl_c_finishes_the_batch_saves_and_the_run_resumes_exactly(
     )
 
 
+def test_ctrl_c_in_the_last_batch_lets_the_run_finish(tmp_path, photo_dir, painting, monkeypatch):
+    from gan_stylizer import train as train_mod
+
+    class CtrlCLast(train_mod.StylizerSystem):
+        def training_step(self, content, batch_idx):
+            if self.g_step == 2:  # batch 3 of 3
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().training_step(content, batch_idx)
+
+    monkeypatch.setattr(train_mod, "StylizerSystem", CtrlCLast)
+    out = tmp_path / "run"
+    run(tiny_config(photo_dir, painting, **{"trainer.steps": 3}), out)  # no TrainingInterrupted
+    assert (out / "metrics.json").exists()
+    assert (
+        torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["gan_stylizer"]["g_step"]
+        == 3
+    )
+
+
 def test_a_second_ctrl_c_stops_at_once_and_saves_that_moment(
     tmp_path, photo_dir, painting, monkeypatch
 ):
@@ -232,22 +251,22 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
 ):
     import errno
 
-    import lightning as L
+    from lightning.pytorch.strategies import Strategy
 
     from gan_stylizer.cli import fail_cleanly
     from gan_stylizer.train import CheckpointWriteError
 
-    real_save = L.Trainer.save_checkpoint
+    real_save = Strategy.save_checkpoint
     writes = []
 
-    def save_until_the_disk_fills(self, filepath, *args, **kwargs):
+    def save_until_the_disk_fills(self, checkpoint, filepath, *args, **kwargs):
         writes.append(filepath)
         if len(writes) == 2:  # the second checkpoint: half written, then ENOSPC
             Path(filepath).write_bytes(b"PK\x03\x04half a checkpoint")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(self, filepath, *args, **kwargs)
+        return real_save(self, checkpoint, filepath, *args, **kwargs)
 
-    monkeypatch.setattr(L.Trainer, "save_checkpoint", save_until_the_disk_fills)
+    monkeypatch.setattr(Strategy, "save_checkpoint", save_until_the_disk_fills)
     out = tmp_path / "run"
     cfg = tiny_config(photo_dir, painting, **{"trainer.steps": 4, "trainer.ckpt_every": 1})
     with pytest.raises(CheckpointWriteError) as info:

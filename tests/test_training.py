@@ -343,3 +343,23 @@ def test_several_devices_get_ddp_with_unused_parameter_detection(devices, nodes,
     t = TrainerConfig(devices=devices, num_nodes=nodes, accelerator="cpu")
     assert choose_strategy(t) == expected
     assert choose_strategy(TrainerConfig(devices=2, strategy="ddp_spawn")) == "ddp_spawn"
+
+
+def test_a_checkpoint_older_than_a_config_key_still_resumes(tmp_path, photo_dir, painting):
+    # Checkpoints written before model.generator.conditioned existed lack the key; it had its
+    # default (false) then, so ckpt_path=<file> must not read that as another model.
+    last = run(tiny_config(photo_dir, painting), tmp_path / "old")
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["hyper_parameters"]["config"]["model"]["generator"]["conditioned"]
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    cfg = tiny_config(photo_dir, painting, **{"trainer.steps": 3, "ckpt_path": str(old)})
+    resumed = run(cfg, tmp_path / "new")
+    assert torch.load(resumed, weights_only=True)["gan_stylizer"]["g_step"] == 3
+    conditioned = tiny_config(
+        photo_dir,
+        painting,
+        **{"trainer.steps": 3, "ckpt_path": str(old), "model.generator.conditioned": True},
+    )
+    with pytest.raises(ConfigError, match="model.generator.conditioned=False"):
+        run(conditioned, tmp_path / "other")

@@ -120,6 +120,19 @@ def test_videos_inside_folders_and_globs_are_mirrored_beside_the_images(tmp_path
     assert sorted(p.name for p in globbed.iterdir()) == ["clip.mov", "clip.mp4"]
 
 
+def test_a_glob_of_videos(tmp_path, ckpt):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_video(clips / "a.mp4", frames=2)
+    write_video(clips / "b.mp4", frames=2)
+    out = tmp_path / "out"
+    assert run(StylizeConfig(input=str(clips / "*.mp4"), ckpt=str(ckpt), output=str(out))) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"]
+    # A glob that matches one video: a video beside it, as for that file given by name.
+    assert run(StylizeConfig(input=str(clips / "a*"), ckpt=str(ckpt))) == 0
+    assert probe(clips / "a_tiny.mp4")[0] == 2
+
+
 def test_the_optimization_skips_videos_in_a_folder_with_a_reason(tmp_path, capsys, monkeypatch):
     import gan_stylizer.stylize as stylize_module
 

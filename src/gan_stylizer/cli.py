@@ -10,7 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gan_stylizer.checkpoint import CheckpointError
 from gan_stylizer.config import ConfigError
-from gan_stylizer.images import ImageError
+from gan_stylizer.images import ImageError, display_path
 from gan_stylizer.models.vgg import VGGWeightsError
 from gan_stylizer.styles import StyleError
 
@@ -33,6 +33,10 @@ def fail_cleanly() -> Iterator[None]:
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(getattr(err, "exit_code", 2)) from None
+    except OSError as err:  # a path the file system refuses (name too long, I/O error...)
+        where = f"{display_path(err.filename)}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         key = getattr(err, "full_key", None)

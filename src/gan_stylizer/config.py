@@ -287,9 +287,13 @@ def parse_strengths(value: Any) -> list[float] | None:
     strengths = []
     for item in items:
         try:
+            if isinstance(item, bool):  # strength=true would read as 1.0
+                raise TypeError
             s = float(item)
         except (TypeError, ValueError):
             raise ConfigError(f"strength={value!r}: {item!r} is not a number") from None
+        if s in strengths:
+            raise ConfigError(f"strength={value!r}: {s:g} is listed twice")
         if not 0.0 <= s <= 1.0:
             raise ConfigError(f"strength={value!r}: {s:g} is outside [0, 1]")
         strengths.append(s)

@@ -91,6 +91,8 @@ def plan_outputs(
     tree; default <folder>_<label>/ beside an input folder, or ./stylized_<label>/ for a glob."""
     if len(files) == 1 and root is None:
         src = files[0]
+        if is_video(src):  # a glob that matched one video
+            return [(src, plan_video_output(src, output, label))]
         if output is None:
             return [(src, src.with_name(f"{src.stem}_{label}.png"))]
         out = Path(output).expanduser()
@@ -224,7 +226,8 @@ def _recolor(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
 def run(cfg: StylizeConfig) -> int:
     """Stylize every input; returns the number of inputs that failed."""
     validate_stylize(cfg)
-    single_video = is_video(cfg.input) and not Path(cfg.input).is_dir()
+    pattern = any(ch in cfg.input for ch in "*?[")
+    single_video = is_video(cfg.input) and not pattern and not Path(cfg.input).is_dir()
     if single_video and not cfg.ckpt:
         raise ConfigError(
             "a video needs ckpt= (a trained generator); the optimization is per image"

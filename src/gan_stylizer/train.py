@@ -96,31 +96,43 @@ class PeriodicCheckpoint(Callback):
         self.keep_every = every if keep_every is None else keep_every
         self._saved_at = -1
 
-    def _save(self, trainer: L.Trainer, step: int, keep_step_file: bool) -> None:
+    def _save(self, trainer: L.Trainer, step: int, keep_step_file: bool) -> bool:
+        """Write last.ckpt (and step_NNNNNN.ckpt); False if this step is saved already.
+        Collective: every rank calls it; rank 0 writes."""
         if step == self._saved_at:
-            return
-        self._saved_at = step
+            return False
         tmp = self.dirpath / f".last.ckpt.tmp{os.getpid()}"
         step_tmp = self.dirpath / f".step.tmp{os.getpid()}"
+        problem = ""
+        # Trainer.save_checkpoint's steps, with the outcome agreed by all ranks: an error on
+        # rank 0 alone would leave the others waiting in its barrier until the timeout.
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
         try:
-            # Collective: every rank calls it, rank 0 writes. Full state (optimizers too).
-            trainer.save_checkpoint(tmp, weights_only=False)
+            trainer.strategy.save_checkpoint(checkpoint, tmp)  # rank 0 writes
             if trainer.is_global_zero:
                 if keep_step_file:
                     shutil.copyfile(tmp, step_tmp)
                     os.replace(step_tmp, self.dirpath / f"step_{step:06d}.ckpt")
                 os.replace(tmp, self.dirpath / "last.ckpt")
         except OSError as err:  # disk full, quota, a vanished network share
+            problem = err.strerror or str(err)
+        except BaseException:  # Ctrl-C mid-write: no temporary file left, nothing claimed
+            tmp.unlink(missing_ok=True)
+            step_tmp.unlink(missing_ok=True)
+            raise
+        if not trainer.strategy.reduce_boolean_decision(not problem, all=True):
             tmp.unlink(missing_ok=True)
             step_tmp.unlink(missing_ok=True)
             raise CheckpointWriteError(
                 f"{self.dirpath / 'last.ckpt'}: could not write the checkpoint of generator step "
-                f"{step} ({err.strerror or err}); the previous checkpoint is intact: free space "
-                "and run the same command to resume from it"
-            ) from None
+                f"{step} ({problem or 'failed on another rank'}); the previous checkpoint is "
+                "intact: free space and run the same command to resume from it"
+            )
+        self._saved_at = step
         if trainer.is_global_zero:
             for superseded in self.dirpath.glob("hpc_ckpt_*.ckpt"):
                 superseded.unlink(missing_ok=True)
+        return True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = pl_module.g_step
@@ -128,8 +140,8 @@ class PeriodicCheckpoint(Callback):
         if keep or step % self.every == 0:
             self._save(trainer, step, keep_step_file=keep)
 
-    def save_last(self, trainer: L.Trainer, pl_module: StylizerSystem) -> None:
-        self._save(trainer, pl_module.g_step, keep_step_file=False)
+    def save_last(self, trainer: L.Trainer, pl_module: StylizerSystem) -> bool:
+        return self._save(trainer, pl_module.g_step, keep_step_file=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save_last(trainer, pl_module)
@@ -144,8 +156,8 @@ class PeriodicCheckpoint(Callback):
         if (isinstance(exception, KeyboardInterrupt) and alone) or (
             isinstance(exception, SIGTERMException) and (alone or trainer.strategy.launcher is None)
         ):
-            self._save(trainer, pl_module.g_step, keep_step_file=False)
-            log.warning("interrupted: saved %s", self.dirpath / "last.ckpt")
+            if self._save(trainer, pl_module.g_step, keep_step_file=False):
+                log.warning("interrupted: saved %s", self.dirpath / "last.ckpt")
 
 
 class TrainingInterrupted(Exception):
@@ -184,6 +196,8 @@ class GracefulInterrupt(Callback):
         if self._previous is None or self.stopped_at is not None:
             return
         if trainer.strategy.reduce_boolean_decision(self._pending, all=False):
+            if pl_module.g_step >= pl_module.cfg.trainer.steps:
+                return  # the last batch: the run ends normally (saved and summed up)
             self.periodic.save_last(trainer, pl_module)
             self.stopped_at = pl_module.g_step
             trainer.should_stop = True
@@ -629,13 +643,16 @@ def saved_config(path: Path, ckpt: dict) -> dict:
 def check_resumable(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint of another model or painting: Lightning would fail on the
     weights (a traceback) or, worse, silently go on training with a different style."""
-    saved = saved_config(path, ckpt)
-    now = to_plain(cfg)
+    # A key the checkpoint predates (say model.generator.conditioned) had its default then.
+    saved = _flat(to_plain(TrainConfig())) | _flat(saved_config(path, ckpt))
+    now = _flat(to_plain(cfg))
     for key in ("model", "style"):
-        if saved.get(key) != now[key]:
+        changed = [k for k in now if k.startswith(f"{key}.") and saved.get(k) != now[k]]
+        if changed:
+            first = changed[0]
             raise ConfigError(
-                f"ckpt_path: {path} was trained with {key}={saved.get(key)}, this run asks for "
-                f"{key}={now[key]}; resume with the same {key} settings or start a new run"
+                f"ckpt_path: {path} was trained with {first}={saved.get(first)}, this run asks "
+                f"for {first}={now[first]}; resume with the same {key} settings or start a new run"
             )
 
 
