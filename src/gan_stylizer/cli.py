@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 
@@ -34,7 +35,8 @@ def fail_cleanly() -> Iterator[None]:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(getattr(err, "exit_code", 2)) from None
     except OSError as err:  # a path the file system refuses (name too long, I/O error...)
-        where = f"{display_path(err.filename)}: " if err.filename else ""
+        named = isinstance(err.filename, str | bytes | os.PathLike)
+        where = f"{display_path(err.filename)}: " if named else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         raise SystemExit(1) from None
     except OmegaConfBaseException as err:
