@@ -23,6 +23,15 @@ from gan_stylizer.train import run
 REPO = Path(__file__).resolve().parents[1]
 
 
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll until the training subprocess writes path; fail with its output if it exits."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"no {path.name} within {timeout:.0f} s"
+        time.sleep(0.02)
+
+
 def assert_same_training_state(a: Path, b: Path) -> None:
     """Weights (G, G_ema, D), both Adam states and every counter are bit-for-bit equal."""
     ckpt_a = torch.load(a, weights_only=True)
@@ -230,11 +239,7 @@ def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "step_000002.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint at step 2 within 300 s"
-        time.sleep(0.02)
+    wait_for_file(run_dir / "checkpoints" / "step_000002.ckpt", proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     err = err.decode()
@@ -324,11 +329,7 @@ def test_a_training_process_killed_with_sigkill_resumes_at_its_saved_step(
     first = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoints" / "step_000004.ckpt").exists():
-        assert first.poll() is None, first.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "no checkpoint at step 4 within 300 s"
-        time.sleep(0.02)
+    wait_for_file(run_dir / "checkpoints" / "step_000004.ckpt", first)
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(timeout=60) == -signal.SIGKILL
     first.stdout.close()

@@ -374,11 +374,9 @@ class Stylizer:
 
     def _film(self, strength: float | None, batch: int) -> Stats:
         """Every conditioned norm's (scale, shift) for this strength, keyed (norm, "film")."""
-        if not self.generator.conditioned:
-            if strength is not None:
-                raise ValueError("this generator has no strength input (not trained with one)")
+        if not self.generator.conditioned and strength is None:
             return {}
-        emb = self.generator.strength_embedding(strength, batch)
+        emb = self.generator.strength_embedding(strength, batch)  # refuses it for plain ones
         return {
             (m, "film"): m.film_params(emb)
             for m in self.generator.modules()

@@ -222,12 +222,9 @@ class Generator(nn.Module):
         """strength: only for a conditioned generator (default DEFAULT_STRENGTH)."""
         h, w = content.shape[-2:]
         x = self.prepare(content)
-        if self.conditioned:
-            emb = self.strength_embedding(strength, content.shape[0])
-        elif strength is not None:
-            raise ValueError("this generator has no strength input (it was not trained with one)")
-        else:
-            emb = None
+        # strength_embedding refuses a strength for a generator without the input.
+        use = self.conditioned or strength is not None
+        emb = self.strength_embedding(strength, content.shape[0]) if use else None
         y = self.trunk(x, emb)[..., :h, :w]
         return torch.sigmoid(y.float())
 
