@@ -6,8 +6,9 @@ both on one folder, and put the per-image optimization (Gatys et al.) beside the
         [opt_steps=300] [opt_snapshot=100] [sheet_photos=4] [runs=outputs/compare]
         [out=outputs/compare/report] [threads=0] [jobs=1] [limit=N] [style=starry_night] [sheet=DIR]
 
-A run folder that already holds a checkpoint of at least `steps` generator steps is reused; one
-with fewer resumes; jobs=2 trains both recipes at once, each with half the threads.
+A run folder that holds a checkpoint of exactly `steps` generator steps (last.ckpt or a kept
+step_NNNNNN.ckpt) is reused; one with fewer resumes (scripts/trainings.py); jobs=2 trains both
+recipes at once, each with half the threads.
 Writes <out>/results.md (the table), results.json and comparison.png
 (content | no adversarial | GAN | optimization), with the evaluation's fixed reference
 (gan_stylizer.evaluate; alpha=50 at 512 px). sheet=DIR also makes comparison_sheet.png from
@@ -17,18 +18,15 @@ other photos (e.g. ones whose licence allows publishing the result).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from trainings import Training, UsageError, ensure_trained, trained_steps
 
 from gan_stylizer.checkpoint import load_checkpoint, load_generator
 from gan_stylizer.cli import fail_cleanly
-from gan_stylizer.config import ConfigError, StyleConfig
+from gan_stylizer.config import StyleConfig
 from gan_stylizer.evaluate import (
     Evaluator,
     evaluate_one_pass,
@@ -43,7 +41,6 @@ from gan_stylizer.evaluate import (
 from gan_stylizer.images import make_grid, save_image
 from gan_stylizer.train import default_data_dir, load_style_image
 
-REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"gan": "starry_night", "johnson2016": "johnson2016"}
 DEFAULTS = {
     "train": None,
@@ -77,10 +74,6 @@ INTS = (
 )
 
 
-class UsageError(ConfigError):
-    """A bad argument or an unusable run folder: one line, exit 2."""
-
-
 def parse_args(argv: list[str]) -> dict:
     args = dict(DEFAULTS)
     for item in argv:
@@ -105,104 +98,38 @@ def parse_args(argv: list[str]) -> dict:
     return args
 
 
-def trained_steps(ckpt: Path) -> int:
-    return int(load_checkpoint(ckpt).get("gan_stylizer", {}).get("g_step", 0))
+def recipes(args: dict) -> list[Training]:
+    """The two recipes, on the same photos and painting; a found checkpoint must agree on
+    whether it was trained adversarially."""
 
+    def check(key: str):
+        def differs(config: dict) -> str | None:
+            adv = config["loss"]["adv"]
+            return None if (adv > 0) == (key == "gan") else f"trained with loss.adv={adv}"
 
-def plan_training(key: str, args: dict, threads: int) -> tuple[Path, list[str] | None]:
-    """The run's last.ckpt and the train.py overrides still to run (None: a checkpoint of at
-    least args['steps'] generator steps is there and is reused; otherwise it resumes)."""
-    run_dir = Path(args["runs"]) / key
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    overrides = [
-        f"experiment={RECIPES[key]}",
-        f"style={args['style']}",
-        f"data.root={args['train']}",
-        f"data.val_root={args['val']}",
-        f"trainer.steps={args['steps']}",
-        f"trainer.threads={threads}",
-        f"hydra.run.dir={run_dir}",
+        return differs
+
+    return [
+        Training(
+            key,
+            Path(args["runs"]) / key,
+            [
+                f"experiment={experiment}",
+                f"style={args['style']}",
+                f"data.root={args['train']}",
+                f"data.val_root={args['val']}",
+            ],
+            check(key),
+        )
+        for key, experiment in RECIPES.items()
     ]
-    if ckpt.is_file():
-        done = trained_steps(ckpt)
-        adv = load_checkpoint(ckpt)["hyper_parameters"]["config"]["loss"]["adv"]
-        if (adv > 0) != (key == "gan"):
-            raise UsageError(f"{ckpt}: trained with loss.adv={adv}, not the {key} recipe")
-        if done >= args["steps"]:
-            print(f"{key}: reusing {ckpt} ({done} steps)")
-            return ckpt, None
-        overrides.append("ckpt_path=last")
-        print(f"{key}: resuming {ckpt} at step {done} of {args['steps']}")
-    else:
-        print(f"{key}: training {args['steps']} steps into {run_dir}")
-    return ckpt, overrides
-
-
-def ensure_trained(args: dict) -> dict[str, Path]:
-    """Each recipe's last.ckpt after at least args['steps'] generator steps: reused, resumed or
-    trained from scratch by train.py in subprocesses (logs in <run>/compare_train.log), at most
-    args['jobs'] at once; with jobs=2 the two share the threads (on 2 cores, two 1-thread
-    trainings side by side finish sooner than two 2-thread ones in a row)."""
-    jobs = max(1, min(args["jobs"], len(RECIPES)))
-    total = args["threads"] if args["threads"] > 0 else len(os.sched_getaffinity(0))
-    threads = total // jobs if jobs > 1 else args["threads"]
-    if threads == 0 and jobs > 1:
-        raise UsageError(f"threads={total} cannot be shared by jobs={jobs}")
-    plans = {key: plan_training(key, args, threads) for key in RECIPES}
-    pending = [key for key, (_, overrides) in plans.items() if overrides is not None]
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
-    failed = []
-    # SIGTERM (kill, a job scheduler) must stop the trainings as well, not orphan them.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        _run_all(plans, pending, running, failed, jobs)
-    finally:  # interrupted: stop the trainings too (SIGTERM: they write last.ckpt and exit)
-        for proc, _ in running.values():
-            proc.terminate()
-        for proc, _ in running.values():
-            proc.wait()
-    if failed:
-        raise UsageError("; ".join(failed))
-    return {key: ckpt for key, (ckpt, _) in plans.items()}
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _run_all(plans: dict, pending: list, running: dict, failed: list, jobs: int) -> None:
-    while pending or running:
-        while pending and len(running) < jobs:
-            key = pending.pop(0)
-            ckpt, overrides = plans[key]
-            run_dir = ckpt.parents[1]
-            run_dir.mkdir(parents=True, exist_ok=True)
-            with open(run_dir / "compare_train.log", "a") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, str(REPO / "train.py"), *overrides],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            running[key] = (proc, time.perf_counter())
-        time.sleep(1.0)
-        for key, (proc, start) in list(running.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del running[key]
-            ckpt = plans[key][0]
-            if code != 0 or not ckpt.is_file():
-                log = ckpt.parents[1] / "compare_train.log"
-                failed.append(f"{key}: training failed (exit {code}); see {log}")
-            else:
-                print(f"{key}: trained in {time.perf_counter() - start:.0f} s")
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args["threads"] > 0:
         torch.set_num_threads(args["threads"])
-    ckpts = ensure_trained(args)
+    ckpts = ensure_trained(recipes(args), args["steps"], args["jobs"], args["threads"])
 
     photos, skipped = load_photos(args["val"], args["size"], args["limit"])
     for line in skipped:

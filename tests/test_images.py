@@ -354,3 +354,18 @@ def test_preserve_color_resizes_content_and_clamps():
     stylized = torch.rand(2, 3, 8, 6)
     out = images.preserve_color(content, stylized)
     assert out.shape == (2, 3, 8, 6) and out.min() >= 0 and out.max() <= 1
+
+
+def test_caption_labels_the_top_left_corner_only():
+    from gan_stylizer.images import caption
+
+    image = torch.full((1, 3, 100, 150), 0.5)
+    labelled = caption(image, "s=0.5")
+    assert labelled.shape == image.shape
+    changed = (labelled - image).abs().amax(dim=1)[0] > 0.01
+    rows, cols = changed.nonzero(as_tuple=True)
+    assert rows.min() == 0 and cols.min() == 0  # the white box starts at the corner
+    assert rows.max() < 30 and cols.max() < 100  # ... and stays small: the picture shows
+    assert (labelled[0, :, 2, 2] == 1).all() and labelled.min() < 0.4  # white box, dark text
+    with pytest.raises(ValueError, match="some text"):
+        caption(image, " ")

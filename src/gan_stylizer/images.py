@@ -493,6 +493,28 @@ def make_grid(
     return torch.cat(pieces[:-1], dim=-2)
 
 
+def caption(image: torch.Tensor, text: str, scale: float = 0.07) -> torch.Tensor:
+    """A copy of an image ([1, 3, H, W] / [3, H, W] in [0, 1]) with `text` in black on a white
+    box at its top-left corner, the letters about scale·H tall, so that a label stays legible
+    when make_grid rescales the cell. Returns [1, 3, H, W], 8-bit quantized."""
+    from PIL import ImageDraw, ImageFont
+
+    if not text.strip():
+        raise ValueError("caption needs some text")
+    picture = tensor_to_pil(image)
+    size = max(8, round(scale * picture.height))
+    try:
+        font = ImageFont.load_default(size=size)
+    except (ImportError, OSError):  # Pillow without FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(picture)
+    pad = max(1, size // 4)
+    _, _, right, bottom = draw.textbbox((pad, pad), text, font=font)
+    draw.rectangle((0, 0, right + pad, bottom + pad), fill="white")
+    draw.text((pad, pad), text, fill="black", font=font)
+    return pil_to_tensor(picture)
+
+
 # ----------------------------------------------------------------------------------------------
 # Colour: luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors")
 

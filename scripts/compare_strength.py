@@ -1,0 +1,351 @@
+"""Does one strength-conditioned model match the α sweep? Train a conditioned generator
+(model=conditioned: α = alpha_min·(alpha_max/alpha_min)^s) and, for each point s, a dedicated
+generator at that α, all with the same recipe, photos and budget; evaluate the conditioned one at
+every strength of the curve and each dedicated one at its α, on one folder, under the fixed
+reference of gan_stylizer.evaluate.
+
+    python scripts/compare_strength.py train=PHOTOS val=VAL_PHOTOS [steps=1000]
+        [points=0,0.5,1] [curve=0,0.25,0.5,0.75,1] [alpha_min=1] [alpha_max=25]
+        [recipe=starry_night] [style=starry_night] [style_path=FILE] [runs=outputs/strength]
+        [out=outputs/strength/report] [threads=0] [jobs=1] [limit=N] [size=512]
+        [sheet=DIR] [sheet_photos=4] [tolerance=0.15] [-- TRAIN.PY OVERRIDES ...]
+
+Arguments after `--` are train.py overrides for every run (e.g. -- trainer.lr_g=5e-4).
+Runs are reused, resumed or trained by scripts/trainings.py (exactly `steps` generator steps
+each; jobs=N trains N at once with the threads shared). Writes <out>/results.md (the tables:
+conditioned vs dedicated per point with their ratios, and the conditioned curve),
+results.json, and strength_sheet.png: rows are photos, columns are the photo, then the
+conditioned model at each strength of the curve with the dedicated model right after it at the
+points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+from trainings import Training, UsageError, checkpoint_config, ensure_trained, trained_steps
+
+from gan_stylizer.checkpoint import load_generator
+from gan_stylizer.cli import fail_cleanly
+from gan_stylizer.config import StyleConfig
+from gan_stylizer.evaluate import (
+    Evaluator,
+    evaluate_one_pass,
+    format_table,
+    load_photos,
+    mean_metrics,
+    one_pass,
+    reference_description,
+)
+from gan_stylizer.images import caption, make_grid, save_image
+from gan_stylizer.system import strength_to_alpha
+from gan_stylizer.train import default_data_dir, load_style_image
+
+DEFAULTS = {
+    "train": None,
+    "val": None,
+    "steps": 1000,  # the reference recipe's budget (experiment=starry_night)
+    "points": "0,0.5,1",
+    "curve": "0,0.25,0.5,0.75,1",
+    "alpha_min": 1.0,
+    "alpha_max": 25.0,
+    "recipe": "starry_night",
+    "style": "starry_night",
+    "style_path": None,
+    "runs": "outputs/strength",
+    "out": "outputs/strength/report",
+    "threads": 0,
+    "jobs": 1,
+    "limit": None,
+    "size": 512,
+    "alpha": 50.0,
+    "beta": 1.0,
+    "sheet": None,
+    "sheet_photos": 4,
+    "sheet_height": 192,
+    "tolerance": 0.15,
+}
+INTS = ("steps", "threads", "jobs", "limit", "size", "sheet_photos", "sheet_height")
+FLOATS = ("alpha_min", "alpha_max", "alpha", "beta", "tolerance")
+MATCHED = ("style", "content", "swd")  # what must be within `tolerance` of the dedicated model
+
+
+def parse_strengths(key: str, value: str) -> list[float]:
+    try:
+        values = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise UsageError(f"{key}={value!r}: expected comma-separated numbers in [0, 1]") from None
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise UsageError(f"{key}={value!r}: every strength must be in [0, 1]")
+    if len(set(values)) != len(values):
+        raise UsageError(f"{key}={value!r}: a strength is listed twice")
+    return sorted(values)
+
+
+def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
+    """(the script's arguments, the train.py overrides after `--` for every run)."""
+    args, overrides = dict(DEFAULTS), []
+    if "--" in argv:
+        argv, overrides = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in args:
+            raise UsageError(
+                f"unknown argument {item!r}; expected key=value with key in {list(args)} "
+                f"(train.py overrides go after --)"
+            )
+        try:
+            args[key] = int(value) if key in INTS else float(value) if key in FLOATS else value
+        except ValueError:
+            raise UsageError(f"{key}={value!r} is not a number") from None
+    for key in ("train", "val"):
+        if not args[key] or not Path(args[key]).is_dir():
+            raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
+    if args["sheet"] is not None and not Path(args["sheet"]).is_dir():
+        raise UsageError(f"sheet= must name a folder of photos, got {args['sheet']!r}")
+    if args["style_path"] is not None and not Path(args["style_path"]).is_file():
+        raise UsageError(f"style_path={args['style_path']!r}: no such file")
+    if not 0 < args["alpha_min"] < args["alpha_max"]:
+        raise UsageError("need 0 < alpha_min < alpha_max")
+    if args["steps"] < 1 or args["size"] < 16 or args["tolerance"] <= 0:
+        raise UsageError("steps must be >= 1, size >= 16 and tolerance > 0")
+    args["points"] = parse_strengths("points", args["points"])
+    # The curve holds the points too: each point's conditioned output is on the curve.
+    args["curve"] = sorted(set(parse_strengths("curve", args["curve"])) | set(args["points"]))
+    return args, overrides
+
+
+def alpha_at(args: dict, strength: float) -> float:
+    return float(strength_to_alpha(strength, args["alpha_min"], args["alpha_max"]))
+
+
+def dedicated_key(alpha: float) -> str:
+    return f"alpha_{alpha:.4g}"
+
+
+def recipes(args: dict, extra: list[str]) -> list[Training]:
+    """The conditioned run and one dedicated run per point; a found checkpoint must agree on
+    the style weights it was trained with."""
+    common = [
+        f"experiment={args['recipe']}",
+        f"style={args['style']}",
+        f"data.root={args['train']}",
+        f"data.val_root={args['val']}",
+    ]
+    if args["style_path"] is not None:
+        common.append(f"style.path={args['style_path']}")
+    common += extra
+
+    def conditioned_check(config: dict) -> str | None:
+        generator, loss = config["model"]["generator"], config["loss"]
+        if not generator.get("conditioned", False):
+            return "a generator without a strength input"
+        trained = (loss.get("alpha_min"), loss.get("alpha_max"))
+        if trained != (args["alpha_min"], args["alpha_max"]):
+            return f"trained with loss.alpha_min, alpha_max = {trained}"
+        return None
+
+    def dedicated_check(alpha: float):
+        def check(config: dict) -> str | None:
+            if config["model"]["generator"].get("conditioned", False):
+                return "a conditioned generator"
+            if not math.isclose(config["loss"]["alpha"], alpha, rel_tol=1e-6):
+                return f"trained with loss.alpha={config['loss']['alpha']}"
+            return None
+
+        return check
+
+    runs = Path(args["runs"])
+    trainings = [
+        Training(
+            "conditioned",
+            runs / "conditioned",
+            [
+                *common,
+                "model=conditioned",
+                f"loss.alpha_min={args['alpha_min']}",
+                f"loss.alpha_max={args['alpha_max']}",
+            ],
+            conditioned_check,
+        )
+    ]
+    for s in args["points"]:
+        alpha = alpha_at(args, s)
+        key = dedicated_key(alpha)
+        trainings.append(
+            Training(key, runs / key, [*common, f"loss.alpha={alpha:.6g}"], dedicated_check(alpha))
+        )
+    return trainings
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def strictly_decreasing(values: list[float]) -> bool:
+    return all(a > b for a, b in zip(values, values[1:], strict=False))
+
+
+def main(argv: list[str]) -> int:
+    args, extra = parse_args(argv)
+    if args["threads"] > 0:
+        torch.set_num_threads(args["threads"])
+    ckpts = ensure_trained(recipes(args, extra), args["steps"], args["jobs"], args["threads"])
+
+    photos, skipped = load_photos(args["val"], args["size"], args["limit"])
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if not photos:
+        raise UsageError(f"val={args['val']}: no readable photos")
+    style_cfg = StyleConfig(name=args["style"], path=args["style_path"], size=args["size"])
+    style_image = load_style_image(style_cfg, default_data_dir())
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    evaluator = Evaluator(style_image, alpha=args["alpha"], beta=args["beta"], device=device)
+
+    conditioned, _ = load_generator(ckpts["conditioned"])
+    conditioned.to(device)
+    curve_rows: dict[float, list[dict]] = {}
+    for s in args["curve"]:
+        print(f"== conditioned at strength {s:g} (α={alpha_at(args, s):.4g}): {len(photos)} photos")
+        curve_rows[s], _ = evaluate_one_pass(photos, one_pass(conditioned, device, s), evaluator)
+    dedicated_rows: dict[float, list[dict]] = {}
+    for s in args["points"]:
+        key = dedicated_key(alpha_at(args, s))
+        generator, _ = load_generator(ckpts[key])
+        print(f"== {key}: {len(photos)} photos")
+        dedicated_rows[s], _ = evaluate_one_pass(
+            photos, one_pass(generator.to(device), device), evaluator
+        )
+
+    means = {s: mean_metrics(rows) for s, rows in curve_rows.items()}
+    dedicated_means = {s: mean_metrics(rows) for s, rows in dedicated_rows.items()}
+    n, tol = len(photos), args["tolerance"]
+    columns = [
+        ("style", "L_style ↓"),
+        ("content", "L_content ↓"),
+        ("swd", "SWD ↓"),
+        ("total", "total ↓"),
+        ("ssim", "SSIM ↑"),
+        ("edges", "edges ↑"),
+    ]
+    match_rows, checks = [], {}
+    for s in args["points"]:
+        alpha = alpha_at(args, s)
+        ratios = {m: ratio(means[s][m], dedicated_means[s][m]) for m in MATCHED}
+        within = {m: r is not None and abs(r - 1.0) <= tol for m, r in ratios.items()}
+        checks[s] = {"ratios": ratios, "within": within}
+        match_rows += [
+            (f"s={s:g}: conditioned", means[s]),
+            (f"α={alpha:.4g}: dedicated", dedicated_means[s]),
+            (
+                f"ratio (within {tol:.0%}?)",
+                {
+                    m: f"{ratios[m]:.3f} {'yes' if within[m] else 'NO'}"
+                    if ratios[m] is not None
+                    else None
+                    for m in MATCHED
+                },
+            ),
+        ]
+    curve_style = [means[s]["style"] for s in args["curve"]]
+    curve_content = [means[s]["content"] for s in args["curve"]]
+    monotonic = strictly_decreasing(curve_style)
+    curve_rows_table = [(f"s={s:g} (α={alpha_at(args, s):.4g})", means[s]) for s in args["curve"]]
+    all_within = all(all(c["within"].values()) for c in checks.values())
+    summary = (
+        f"Conditioned vs dedicated: {'every' if all_within else 'NOT every'} style loss, "
+        f"content loss and SWD within {tol:.0%} at the {len(args['points'])} points; conditioned "
+        f"style loss {'strictly falls' if monotonic else 'does NOT strictly fall'} as the "
+        f"strength rises over {len(args['curve'])} strengths "
+        f"({', '.join(f'{v:.4g}' for v in curve_style)}); content loss "
+        f"{', '.join(f'{v:.4g}' for v in curve_content)}.\n"
+    )
+    budget = {key: trained_steps(p) for key, p in ckpts.items()}
+    note = (
+        f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
+        f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
+        f"{device}; every model trained {args['steps']} generator steps with "
+        f"experiment={args['recipe']} (conditioned: α from {args['alpha_min']:g} to "
+        f"{args['alpha_max']:g}).\n\n"
+    )
+    table = (
+        note
+        + summary
+        + "\n"
+        + format_table(match_rows, columns)
+        + "\nThe conditioned model along its curve:\n\n"
+        + format_table(curve_rows_table, columns)
+    )
+
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    sheet_photos, skipped = (
+        load_photos(args["sheet"], args["size"], args["sheet_photos"])
+        if args["sheet"] is not None
+        else (photos[: args["sheet_photos"]], [])
+    )
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if sheet_photos:
+        save_image(
+            make_grid(
+                sheet(args, ckpts, conditioned, sheet_photos, device), height=args["sheet_height"]
+            ),
+            out / "strength_sheet.png",
+        )
+    results = {
+        "args": args,
+        "train_overrides": extra,
+        "checkpoints": {key: str(p) for key, p in ckpts.items()},
+        "trained_steps": budget,
+        "configs": {key: checkpoint_config(p) for key, p in ckpts.items()},
+        "reference": reference_description()
+        | {"alpha": args["alpha"], "beta": args["beta"], "size": args["size"]},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "conditioned_curve": {f"{s:g}": means[s] for s in args["curve"]},
+        "dedicated": {f"{s:g}": dedicated_means[s] for s in args["points"]},
+        "match": {f"{s:g}": c for s, c in checks.items()},
+        "all_within_tolerance": all_within,
+        "style_loss_monotonic": monotonic,
+        "per_image": {
+            **{f"conditioned_s{s:g}": rows for s, rows in curve_rows.items()},
+            **{dedicated_key(alpha_at(args, s)): rows for s, rows in dedicated_rows.items()},
+        },
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(table)
+    print(table)
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'strength_sheet.png'}")
+    return 0
+
+
+def sheet(args: dict, ckpts: dict, conditioned, photos: list, device: torch.device) -> list:
+    """Rows: photo | conditioned at each curve strength, the dedicated model after its point;
+    each output is labelled."""
+    dedicated = {}
+    for s in args["points"]:
+        key = dedicated_key(alpha_at(args, s))
+        generator, _ = load_generator(ckpts[key])
+        dedicated[s] = one_pass(generator.to(device), device)
+    rows = []
+    for photo in photos:
+        row = [caption(photo.content, "photo")]
+        for s in args["curve"]:
+            output = one_pass(conditioned, device, s)(photo.content)
+            row.append(caption(output, f"s={s:g}"))
+            if s in dedicated:
+                row.append(
+                    caption(dedicated[s](photo.content), f"alpha={alpha_at(args, s):.4g} model")
+                )
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    with fail_cleanly():
+        sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,190 @@
+"""scripts/compare_strength.py end to end on tiny runs: it trains the conditioned model and one
+dedicated model per point to the same budget, reuses them, evaluates, and refuses what does not
+fit (scripts/trainings.py is the part shared with compare.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_painting, write_photo
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "compare_strength.py"
+
+
+def compare(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> list[str]:
+    for i, size in enumerate([(80, 60), (64, 96), (100, 70), (72, 72)]):
+        write_photo(tmp_path / "photos" / f"p{i}.png", size, seed=i)
+    painting = write_painting(tmp_path / "painting.png")
+    return [
+        "train=photos",
+        "val=photos",
+        f"style_path={painting}",
+        "size=48",
+        "threads=2",
+        "jobs=3",
+        "points=0,1",
+        "curve=0.5",
+        "sheet_photos=2",
+        "sheet_height=32",
+        "--",
+        "debug=fast",
+        "loss.vgg.weights=none",
+        "style.name=test",
+    ]
+
+
+@pytest.mark.slow
+def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup):
+    first = compare(tmp_path, "steps=3", *setup)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for key in ("conditioned", "alpha_1", "alpha_25"):
+        assert f"{key}: training 3 steps" in first.stdout
+    report = tmp_path / "outputs" / "strength" / "report"
+    results = json.loads((report / "results.json").read_text())
+    assert results["trained_steps"] == {"conditioned": 3, "alpha_1": 3, "alpha_25": 3}
+    assert results["configs"]["alpha_25"]["loss"]["alpha"] == 25.0
+    assert results["configs"]["conditioned"]["model"]["generator"]["conditioned"] is True
+    assert sorted(results["conditioned_curve"]) == ["0", "0.5", "1"]  # the points join the curve
+    for point in ("0", "1"):
+        match = results["match"][point]
+        for metric in ("style", "content", "swd"):
+            cond = results["conditioned_curve"][point][metric]
+            dedicated = results["dedicated"][point][metric]
+            assert match["ratios"][metric] == pytest.approx(cond / dedicated)
+            assert match["within"][metric] == (abs(cond / dedicated - 1) <= 0.15)
+    assert len(results["per_image"]["conditioned_s0.5"]) == 4
+    text = (report / "results.md").read_text()
+    assert "s=0: conditioned" in text and "α=25: dedicated" in text and "ratio" in text
+    # Rows: photos; columns: the photo, the conditioned model at 0, 0.5, 1, and the dedicated
+    # models after their points: 6 cells per row.
+    width, height = Image.open(report / "strength_sheet.png").size
+    assert height == 2 * 32 + 4 and width > 6 * 32
+
+    # A rerun reuses all three; a shorter budget takes the checkpoint kept at that step.
+    again = compare(tmp_path, "steps=3", *setup)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training" not in again.stdout and again.stdout.count("reusing") == 3
+    shorter = compare(tmp_path, "steps=2", "out=short", *setup)
+    assert shorter.returncode == 0, shorter.stderr[-3000:]
+    assert "step_000002.ckpt (2 steps)" in shorter.stdout
+    assert json.loads((tmp_path / "short" / "results.json").read_text())["trained_steps"] == {
+        "conditioned": 2,
+        "alpha_1": 2,
+        "alpha_25": 2,
+    }
+
+    # A run folder trained with other weights is refused, in one line, before any work.
+    other = compare(tmp_path, "steps=3", "alpha_max=30", *setup)
+    assert other.returncode == 2
+    lines = other.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not the conditioned recipe" in lines[0], other.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["points=0,2"], "every strength must be in [0, 1]"),
+        (["points=0,0"], "listed twice"),
+        (["points=a"], "comma-separated numbers"),
+        (["alpha_min=5", "alpha_max=1"], "0 < alpha_min < alpha_max"),
+        (["bogus=1"], "unknown argument 'bogus=1'"),
+        (["steps=x"], "steps='x' is not a number"),
+    ],
+)
+def test_bad_arguments_get_one_line(tmp_path, args, message):
+    (tmp_path / "photos").mkdir()
+    proc = compare(tmp_path, "train=photos", "val=photos", *args, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_a_missing_folder_gets_one_line(tmp_path):
+    proc = compare(tmp_path, "train=nowhere", "val=nowhere", timeout=120)
+    assert proc.returncode == 2 and "train= must name a folder" in proc.stderr
+
+
+def load_trainings():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trainings", REPO / "scripts" / "trainings.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["trainings"] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_checkpoint(path: Path, steps: int, alpha: float = 5.0) -> Path:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"loss": {"alpha": alpha}, "model": {"generator": {}}}
+    torch.save({"hyper_parameters": {"config": config}, "gan_stylizer": {"g_step": steps}}, path)
+    return path
+
+
+def test_the_budget_is_exact(tmp_path):
+    trainings = load_trainings()
+    run = tmp_path / "run"
+
+    def check(config):
+        return None if config["loss"]["alpha"] == 5.0 else f"alpha={config['loss']['alpha']}"
+
+    training = trainings.Training("a5", run, ["loss.alpha=5"], check)
+    ckpt, overrides = trainings.plan(training, steps=4, threads=1)
+    assert ckpt == run / "checkpoints" / "last.ckpt" and "trainer.steps=4" in overrides
+    assert "ckpt_path=last" not in overrides  # nothing there: from scratch
+
+    fake_checkpoint(run / "checkpoints" / "last.ckpt", steps=6)
+    ckpt, overrides = trainings.plan(training, steps=8, threads=1)
+    assert overrides[-1] == "ckpt_path=last"  # fewer steps: resume
+    assert trainings.plan(training, steps=6, threads=1) == (ckpt, None)  # exactly: reuse
+    with pytest.raises(trainings.UsageError, match="holds 6 generator steps, more than steps=4"):
+        trainings.plan(training, steps=4, threads=1)  # more, and nothing kept at 4
+    kept = fake_checkpoint(run / "checkpoints" / "step_000004.ckpt", steps=4)
+    assert trainings.plan(training, steps=4, threads=1) == (kept, None)
+
+    fake_checkpoint(run / "checkpoints" / "last.ckpt", steps=6, alpha=25.0)
+    with pytest.raises(trainings.UsageError, match="alpha=25.0, not the a5 recipe"):
+        trainings.plan(training, steps=6, threads=1)
+
+
+def test_compare_py_refuses_a_run_of_the_other_recipe(tmp_path):
+    import importlib.util
+
+    import torch
+
+    load_trainings()  # compare.py imports it by name, as when run from scripts/
+    spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    (tmp_path / "photos").mkdir()
+    args = compare.parse_args([f"train={tmp_path / 'photos'}", f"val={tmp_path / 'photos'}"])
+    args["runs"] = str(tmp_path / "runs")
+    gan, johnson = compare.recipes(args)
+    assert "experiment=starry_night" in gan.overrides
+    assert "experiment=johnson2016" in johnson.overrides
+    last = tmp_path / "runs" / "gan" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    config = {"loss": {"adv": 0.0}, "model": {"generator": {}}}
+    torch.save({"hyper_parameters": {"config": config}, "gan_stylizer": {"g_step": 9}}, last)
+    trainings = sys.modules["trainings"]
+    with pytest.raises(trainings.UsageError, match="loss.adv=0.0, not the gan recipe"):
+        trainings.plan(gan, steps=9, threads=1)
