@@ -255,3 +255,20 @@ def test_evaluate_takes_the_strength_of_a_conditioned_model(tmp_path, ckpt, phot
         evaluate(EvaluateConfig(input=str(photo_dir), ckpt=str(plain), strength=0.5, size=48))
     with pytest.raises(ConfigError, match="one strength"):
         evaluate(EvaluateConfig(input=str(photo_dir), ckpt=str(ckpt), strength=[0, 1], size=48))
+
+
+@pytest.mark.parametrize("conditioned, cells", [(True, 4), (False, 2)])
+def test_the_sample_grid_shows_the_dial(tmp_path, conditioned, cells):
+    from types import SimpleNamespace
+
+    from gan_stylizer.images import load_image
+    from gan_stylizer.train import SampleGrid
+
+    torch.manual_seed(0)
+    g = Generator(channels=4, n_residual=1, conditioned=conditioned).eval()
+    photo = torch.rand(1, 3, 32, 48)
+    module = SimpleNamespace(val_images=[photo, photo], g_ema=g, device="cpu", g_step=7)
+    SampleGrid(tmp_path, every=1).write(SimpleNamespace(is_global_zero=True, logger=None), module)
+    grid = load_image(tmp_path / "step_000007.png")
+    # photo | s=0 | s=0.5 | s=1 (labelled) for a conditioned generator, photo | output otherwise
+    assert tuple(grid.shape[-2:]) == (2 * 32 + 4, cells * 48 + (cells - 1) * 4)

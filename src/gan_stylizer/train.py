@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from gan_stylizer.checkpoint import CheckpointError, load_checkpoint
 from gan_stylizer.config import ConfigError, TrainConfig, to_plain, validate_train
 from gan_stylizer.data import PhotoDataModule
-from gan_stylizer.images import load_image, make_grid, resize_long_side, save_image
+from gan_stylizer.images import caption, load_image, make_grid, resize_long_side, save_image
 from gan_stylizer.models.generator import DEFAULT_STRENGTH
 from gan_stylizer.models.vgg import build_vgg
 from gan_stylizer.perceptual import PerceptualCriterion
@@ -250,7 +250,10 @@ class RequeueAtBatchEnd(Callback):
 
 class SampleGrid(Callback):
     """Every `every` generator steps: the fixed validation photos through G_ema, written as a
-    PNG (content | stylized per row) under samples/ and to TensorBoard. Rank 0 only."""
+    PNG (content | stylized per row; a conditioned generator at each of STRENGTHS, labelled)
+    under samples/ and to TensorBoard. Rank 0 only."""
+
+    STRENGTHS = (0.0, 0.5, 1.0)  # the dial's two ends and its middle
 
     def __init__(self, out_dir: Path, every: int) -> None:
         self.out_dir = out_dir
@@ -263,8 +266,14 @@ class SampleGrid(Callback):
         g = pl_module.g_ema.eval()
         rows = []
         for image in pl_module.val_images:
-            stylized = g(image.to(pl_module.device)).float().cpu()
-            rows.append([image, stylized])
+            content = image.to(pl_module.device)
+            if g.conditioned:
+                rows.append(
+                    [image]
+                    + [caption(g(content, s).float().cpu(), f"s={s:g}") for s in self.STRENGTHS]
+                )
+            else:
+                rows.append([image, g(content).float().cpu()])
         grid = make_grid(rows)
         step = pl_module.g_step
         save_image(grid, self.out_dir / f"step_{step:06d}.png")
