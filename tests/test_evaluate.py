@@ -265,3 +265,26 @@ def test_evaluate_cli_rejects_bad_settings_in_one_line(tmp_path, photo_dir):
         f"input={photo_dir}", "method=optimize", "steps=3", "snapshots=[5]", cwd=tmp_path
     )
     assert proc.returncode == 2 and "snapshots" in proc.stderr
+
+
+def test_one_vgg_pass_and_the_cached_painting_give_the_plain_numbers():
+    """evaluate() shares one VGG pass of the output between the losses and the SWD and keeps
+    the painting's sorted projections: the numbers must be those of the plain computation."""
+    from gan_stylizer.evaluate import SWD_LAYERS, feature_points
+
+    torch.manual_seed(0)
+    painting, content = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 32, 48)
+    output = (content * 0.5 + torch.rand_like(content) * 0.5).clamp(0, 1)
+    evaluator = Evaluator(painting, alpha=7.0, beta=2.0, weights="none")
+    m = evaluator.evaluate("x", output, content)
+    criterion = evaluator.criterion
+    with torch.no_grad():
+        l_style, l_content = criterion(output, criterion.content_features(content))
+        feats, style_feats = criterion.vgg(output), criterion.vgg(painting)
+    swd = {
+        name: sliced_wasserstein(feature_points(feats[name]), feature_points(style_feats[name]))
+        for name in SWD_LAYERS
+    }
+    assert m.style == l_style.item() and m.content == l_content.item()
+    assert m.total == pytest.approx(7.0 * l_style.item() + 2.0 * l_content.item())
+    assert m.swd_layers == pytest.approx(swd, rel=1e-9)

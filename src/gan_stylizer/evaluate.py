@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_stylizer.images import luminance
-from gan_stylizer.losses import total_loss
+from gan_stylizer.losses import content_loss, style_loss, total_loss
 from gan_stylizer.models.vgg import build_vgg
 from gan_stylizer.perceptual import (
     DEFAULT_CONTENT_LAYER,
@@ -60,6 +60,22 @@ def _quantiles(sorted_values: torch.Tensor, count: int) -> torch.Tensor:
     return sorted_values[index.to(sorted_values.device)]
 
 
+def sorted_projections(points: torch.Tensor, projections: int, seed: int) -> torch.Tensor:
+    """[N, C] points projected on the fixed random unit directions, each projection sorted:
+    [projections, N] (sorted along the contiguous last dimension, about twice as fast on a CPU
+    as sorting the columns of [N, projections])."""
+    dirs = random_directions(points.shape[1], projections, seed).to(points.device)
+    return torch.sort((points.float() @ dirs).t().contiguous(), dim=1).values
+
+
+def _sw_sorted(sorted_a: torch.Tensor, sorted_b: torch.Tensor, max_points: int) -> float:
+    """SW₂ from two clouds' sorted projections [P, N] and [P, M] (same directions)."""
+    count = min(sorted_a.shape[1], sorted_b.shape[1], max_points)
+    qa = _quantiles(sorted_a.t(), count)
+    qb = _quantiles(sorted_b.t(), count).to(qa.device)
+    return math.sqrt((qa - qb).double().pow(2).mean().item())
+
+
 def sliced_wasserstein(
     points_a: torch.Tensor,
     points_b: torch.Tensor,
@@ -76,12 +92,11 @@ def sliced_wasserstein(
             f"point clouds must be [N, C] and [M, C], got {tuple(points_a.shape)} "
             f"and {tuple(points_b.shape)}"
         )
-    dirs = random_directions(points_a.shape[1], projections, seed).to(points_a.device)
-    proj_a = torch.sort(points_a.float() @ dirs, dim=0).values
-    proj_b = torch.sort(points_b.float() @ dirs.to(points_b.device), dim=0).values
-    count = min(proj_a.shape[0], proj_b.shape[0], max_points)
-    qa, qb = _quantiles(proj_a, count), _quantiles(proj_b, count).to(proj_a.device)
-    return math.sqrt((qa - qb).double().pow(2).mean().item())
+    return _sw_sorted(
+        sorted_projections(points_a, projections, seed),
+        sorted_projections(points_b, projections, seed),
+        max_points,
+    )
 
 
 def feature_points(features: torch.Tensor) -> torch.Tensor:
@@ -289,27 +304,45 @@ class Evaluator:
         self.criterion.set_style(style_image)
         with torch.no_grad():
             feats = self.criterion.vgg(style_image)
-        self._style_points = {name: feature_points(feats[name]) for name in SWD_LAYERS}
+        # The painting's side of every SWD, projected and sorted once for all outputs.
+        self._style_sorted = {
+            name: sorted_projections(feature_points(feats[name]), projections, seed)
+            for name in SWD_LAYERS
+        }
 
     @torch.no_grad()
-    def losses(self, stylized: torch.Tensor, content: torch.Tensor) -> tuple[float, float, float]:
-        """(L_style, L_content, α·L_style + β·L_content) under the reference network."""
-        stylized, content = stylized.to(self.device).float(), content.to(self.device).float()
-        target = self.criterion.content_features(content)
-        l_style, l_content = self.criterion(stylized, target)
+    def features(self, stylized: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The reference VGG's features of an output: one pass serves every metric."""
+        return self.criterion.vgg(stylized.to(self.device).float())
+
+    @torch.no_grad()
+    def losses(
+        self,
+        stylized: torch.Tensor,
+        content: torch.Tensor,
+        features: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[float, float, float]:
+        """(L_style, L_content, α·L_style + β·L_content) under the reference network
+        (features: the output's, from self.features, if already computed)."""
+        features = self.features(stylized) if features is None else features
+        target = self.criterion.content_features(content.to(self.device).float())
+        criterion = self.criterion
+        l_style = style_loss(criterion.target_grams(), features, criterion.layer_weights)
+        l_content = content_loss(target, features[criterion.content_layer])
         total = total_loss(l_style, l_content, self.alpha, self.beta)
         return l_style.item(), l_content.item(), total.item()
 
     @torch.no_grad()
-    def swd(self, stylized: torch.Tensor) -> dict[str, float]:
+    def swd(
+        self, stylized: torch.Tensor, features: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, float]:
         """SWD per layer between the output's and the style image's feature vectors."""
-        feats = self.criterion.vgg(stylized.to(self.device).float())
+        features = self.features(stylized) if features is None else features
         return {
-            name: sliced_wasserstein(
-                feature_points(feats[name]),
-                self._style_points[name],
-                projections=self.projections,
-                seed=self.seed,
+            name: _sw_sorted(
+                sorted_projections(feature_points(features[name]), self.projections, self.seed),
+                self._style_sorted[name],
+                SWD_POINTS,
             )
             for name in SWD_LAYERS
         }
@@ -327,8 +360,10 @@ class Evaluator:
             raise ValueError(
                 f"{name}: output {tuple(stylized.shape)} and content {tuple(content.shape)} differ"
             )
-        l_style, l_content, total = self.losses(stylized, content)
-        layers = self.swd(stylized)
+        features = self.features(stylized)
+        l_style, l_content, total = self.losses(stylized, content, features)
+        layers = self.swd(stylized, features)
+        del features
         stylized, content = stylized.float().cpu(), content.float().cpu()
         return ImageMetrics(
             name=name,
