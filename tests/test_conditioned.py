@@ -272,3 +272,49 @@ def test_the_sample_grid_shows_the_dial(tmp_path, conditioned, cells):
     grid = load_image(tmp_path / "step_000007.png")
     # photo | s=0 | s=0.5 | s=1 (labelled) for a conditioned generator, photo | output otherwise
     assert tuple(grid.shape[-2:]) == (2 * 32 + 4, cells * 48 + (cells - 1) * 4)
+
+
+@pytest.mark.parametrize("balance", ["auto", "image", "batch"])
+def test_the_adversarial_share_is_taken_per_image_for_the_dial(tmp_path, balance):
+    """loss.adv_balance=image (auto for a conditioned generator): every image's adversarial
+    gradient is `adv` times its own perceptual gradient at the output; batch: only the whole
+    batch's is, and images of low α get a larger share."""
+    from test_training import tiny_config
+
+    from gan_stylizer.images import load_image
+    from gan_stylizer.system import StylizerSystem
+    from gan_stylizer.train import build_criterion
+
+    photos = tmp_path / "photos"
+    for i in range(2):
+        write_photo(photos / f"p{i}.png", (64, 48), seed=i)
+    painting = write_painting(tmp_path / "painting.png")
+    overrides = {
+        "model.generator.conditioned": True,
+        "loss.adv_balance": balance,
+        "loss.adv": 0.1,
+        "loss.tv": 0.0,
+        "loss.beta": 0.0,  # the style term alone: each image's gradient scales with its α
+        "loss.alpha_min": 1.0,
+        "loss.alpha_max": 1000.0,
+    }
+    cfg = tiny_config(photos, painting, **overrides)
+    system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+    captured = []
+    system._finite = lambda loss, what: True
+    system._clip_and_check = lambda opt, module, what: False  # no step: nothing changes
+    system.manual_backward = lambda output, grad: captured.append(grad)
+    opt = torch.optim.SGD(system.generator.parameters(), lr=0.0)
+    torch.manual_seed(0)
+    content = torch.rand(2, 3, 32, 32)
+    strength = torch.tensor([0.0, 1.0])  # α = 1 and α = 1000 in one batch
+    stylized = system.generator(content, strength)
+    for adversarial in (False, True):
+        system._generator_step(opt, content, stylized, adversarial, False, strength)
+    perceptual, total = captured
+    share = (total - perceptual).flatten(1).norm(dim=1) / perceptual.flatten(1).norm(dim=1)
+    if balance == "batch":
+        assert (total - perceptual).norm() / perceptual.norm() == pytest.approx(0.1, rel=1e-3)
+        assert share[0] > 5 * share[1]  # the α=1 image is pushed far harder than 0.1
+    else:
+        assert share.tolist() == pytest.approx([0.1, 0.1], rel=1e-3)

@@ -41,6 +41,10 @@ class LossConfig:
     tv: float = 0.0  # total-variation weight
     adv: float = 0.1  # adversarial weight, relative (training only)
     adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
+    # Where the adversarial gradient is scaled to `adv` × the perceptual one: over the whole
+    # batch, or per image (each image's own share: a conditioned generator's batch mixes style
+    # weights 25× apart). auto: image for a conditioned generator, batch otherwise.
+    adv_balance: str = "auto"  # auto | batch | image
     r1: float = 0.0  # R1 penalty weight on real samples (training only)
     # A conditioned generator (model=conditioned): strength s in [0, 1] trains with
     # α = alpha_min·(alpha_max/alpha_min)^s, a log scale; s = 0.5 is their geometric mean.
@@ -199,6 +203,9 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"{key}={value} must be {'≥' if allow_zero else '>'} 0")
 
 
+ADV_BALANCES = ("auto", "batch", "image")
+
+
 def validate_loss(cfg: LossConfig) -> None:
     from gan_stylizer.losses import ADVERSARIAL_LOSSES
     from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES
@@ -208,6 +215,7 @@ def validate_loss(cfg: LossConfig) -> None:
     if cfg.alpha == 0 and cfg.beta == 0:
         raise ConfigError("loss.alpha and loss.beta are both 0: nothing to optimize")
     _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
+    _choice("loss.adv_balance", cfg.adv_balance, ADV_BALANCES)
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
     _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
     if not cfg.style_layers:
