@@ -7,10 +7,13 @@ reference of gan_stylizer.evaluate.
     python scripts/compare_strength.py train=PHOTOS val=VAL_PHOTOS [steps=1000]
         [points=0,0.5,1] [curve=0,0.25,0.5,0.75,1] [alpha_min=1] [alpha_max=25]
         [recipe=starry_night] [style=starry_night] [style_path=FILE] [runs=outputs/strength]
-        [out=outputs/strength/report] [threads=0] [jobs=1] [limit=N] [size=512]
-        [sheet=DIR] [sheet_photos=4] [tolerance=0.15] [-- TRAIN.PY OVERRIDES ...]
+        [conditioned=conditioned] [out=outputs/strength/report] [threads=0] [jobs=1]
+        [limit=N] [size=512] [sheet=DIR] [sheet_photos=4] [tolerance=0.15]
+        [-- TRAIN.PY OVERRIDES ...]
 
-Arguments after `--` are train.py overrides for every run (e.g. -- trainer.lr_g=5e-4).
+Arguments after `--` are train.py overrides for every run (e.g. -- trainer.lr_g=5e-4);
+conditioned= names the conditioned model's run folder under runs= (to compare a variant,
+e.g. conditioned=conditioned_batch -- loss.adv_balance=batch, against the same dedicated runs).
 Runs are reused, resumed or trained by scripts/trainings.py (exactly `steps` generator steps
 each; jobs=N trains N at once with the threads shared). Writes <out>/results.md (the tables:
 conditioned vs dedicated per point with their ratios, and the conditioned curve),
@@ -57,6 +60,7 @@ DEFAULTS = {
     "style": "starry_night",
     "style_path": None,
     "runs": "outputs/strength",
+    "conditioned": "conditioned",
     "out": "outputs/strength/report",
     "threads": 0,
     "jobs": 1,
@@ -139,6 +143,12 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     if args["style_path"] is not None:
         common.append(f"style.path={args['style_path']}")
     common += extra
+    # Checkpoints from before loss.adv_balance existed balanced per batch.
+    requested_balance = "auto"
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key.lstrip("+") == "loss.adv_balance":
+            requested_balance = value
 
     def conditioned_check(config: dict) -> str | None:
         generator, loss = config["model"]["generator"], config["loss"]
@@ -147,12 +157,18 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         trained = (loss.get("alpha_min"), loss.get("alpha_max"))
         if trained != (args["alpha_min"], args["alpha_max"]):
             return f"trained with loss.alpha_min, alpha_max = {trained}"
+        balance = adv_balance(loss.get("adv_balance", "batch"), conditioned=True)
+        if balance != adv_balance(requested_balance, conditioned=True):
+            return f"trained with loss.adv_balance={balance}"
         return None
 
     def dedicated_check(alpha: float):
         def check(config: dict) -> str | None:
             if config["model"]["generator"].get("conditioned", False):
                 return "a conditioned generator"
+            balance = adv_balance(config["loss"].get("adv_balance", "batch"), conditioned=False)
+            if balance != adv_balance(requested_balance, conditioned=False):
+                return f"trained with loss.adv_balance={balance}"
             if not math.isclose(config["loss"]["alpha"], alpha, rel_tol=1e-6):
                 return f"trained with loss.alpha={config['loss']['alpha']}"
             return None
@@ -163,7 +179,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     trainings = [
         Training(
             "conditioned",
-            runs / "conditioned",
+            runs / args["conditioned"],
             [
                 *common,
                 "model=conditioned",
@@ -180,6 +196,13 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
             Training(key, runs / key, [*common, f"loss.alpha={alpha:.6g}"], dedicated_check(alpha))
         )
     return trainings
+
+
+def adv_balance(setting: str, conditioned: bool) -> str:
+    """loss.adv_balance as training applies it (auto: per image for a conditioned generator)."""
+    if setting == "auto":
+        return "image" if conditioned else "batch"
+    return setting
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -265,12 +288,14 @@ def main(argv: list[str]) -> int:
         f"{', '.join(f'{v:.4g}' for v in curve_content)}.\n"
     )
     budget = {key: trained_steps(p) for key, p in ckpts.items()}
+    cond_loss = checkpoint_config(ckpts["conditioned"])["loss"]
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
         f"{device}; every model trained {args['steps']} generator steps with "
-        f"experiment={args['recipe']} (conditioned: α from {args['alpha_min']:g} to "
-        f"{args['alpha_max']:g}).\n\n"
+        f"experiment={args['recipe']} (conditioned: run {args['conditioned']}, α from "
+        f"{args['alpha_min']:g} to {args['alpha_max']:g}, adversarial share balanced per "
+        f"{adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}).\n\n"
     )
     table = (
         note

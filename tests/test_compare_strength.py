@@ -90,11 +90,24 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         "alpha_25": 2,
     }
 
-    # A run folder trained with other weights is refused, in one line, before any work.
-    other = compare(tmp_path, "steps=3", "alpha_max=30", *setup)
-    assert other.returncode == 2
-    lines = other.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not the conditioned recipe" in lines[0], other.stderr
+    assert "balanced per image" in text  # loss.adv_balance=auto: per image for the dial
+
+    # A run folder trained with other weights or another balance is refused, in one line,
+    # before any work.
+    for args, problem in [
+        (("alpha_max=30", *setup), "alpha_min, alpha_max = (1.0, 25.0)"),
+        ((*setup, "loss.adv_balance=batch"), "loss.adv_balance=image"),
+    ]:
+        other = compare(tmp_path, "steps=3", *args)
+        assert other.returncode == 2
+        lines = other.stderr.strip().splitlines()
+        assert len(lines) == 1 and "not the conditioned recipe" in lines[0], other.stderr
+        assert problem in lines[0]
+    # conditioned= names another run folder: a variant is trained beside the same dedicated runs.
+    variant = compare(tmp_path, "steps=3", "conditioned=variant", "out=variant", *setup)
+    assert variant.returncode == 0, variant.stderr[-3000:]
+    assert "conditioned: training 3 steps into outputs/strength/variant" in variant.stdout
+    assert variant.stdout.count("reusing") == 2
 
 
 @pytest.mark.parametrize(
