@@ -277,6 +277,9 @@ def main(argv: list[str]) -> int:
     curve_style = [means[s]["style"] for s in args["curve"]]
     curve_content = [means[s]["content"] for s in args["curve"]]
     monotonic = strictly_decreasing(curve_style)
+    per_photo = sum(
+        strictly_decreasing([curve_rows[s][i]["style"] for s in args["curve"]]) for i in range(n)
+    )
     curve_rows_table = [(f"s={s:g} (α={alpha_at(args, s):.4g})", means[s]) for s in args["curve"]]
     all_within = all(all(c["within"].values()) for c in checks.values())
     summary = (
@@ -284,8 +287,8 @@ def main(argv: list[str]) -> int:
         f"content loss and SWD within {tol:.0%} at the {len(args['points'])} points; conditioned "
         f"style loss {'strictly falls' if monotonic else 'does NOT strictly fall'} as the "
         f"strength rises over {len(args['curve'])} strengths "
-        f"({', '.join(f'{v:.4g}' for v in curve_style)}); content loss "
-        f"{', '.join(f'{v:.4g}' for v in curve_content)}.\n"
+        f"({', '.join(f'{v:.4g}' for v in curve_style)}; on {per_photo} of {n} photos "
+        f"alone); content loss {', '.join(f'{v:.4g}' for v in curve_content)}.\n"
     )
     budget = {key: trained_steps(p) for key, p in ckpts.items()}
     cond_loss = checkpoint_config(ckpts["conditioned"])["loss"]
@@ -337,6 +340,7 @@ def main(argv: list[str]) -> int:
         "match": {f"{s:g}": c for s, c in checks.items()},
         "all_within_tolerance": all_within,
         "style_loss_monotonic": monotonic,
+        "style_loss_monotonic_photos": per_photo,
         "per_image": {
             **{f"conditioned_s{s:g}": rows for s, rows in curve_rows.items()},
             **{dedicated_key(alpha_at(args, s)): rows for s, rows in dedicated_rows.items()},

@@ -70,6 +70,13 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
             assert match["ratios"][metric] == pytest.approx(cond / dedicated)
             assert match["within"][metric] == (abs(cond / dedicated - 1) <= 0.15)
     assert len(results["per_image"]["conditioned_s0.5"]) == 4
+    curves = [
+        [results["per_image"][f"conditioned_s{s}"][i]["style"] for s in ("0", "0.5", "1")]
+        for i in range(4)
+    ]
+    falling = sum(a > b > c for a, b, c in curves)
+    assert results["style_loss_monotonic_photos"] == falling
+    assert f"on {falling} of 4 photos alone" in (report / "results.md").read_text()
     text = (report / "results.md").read_text()
     assert "s=0: conditioned" in text and "α=25: dedicated" in text and "ratio" in text
     # Rows: photos; columns: the photo, the conditioned model at 0, 0.5, 1, and the dedicated
