@@ -9,13 +9,15 @@ reference of gan_stylizer.evaluate.
         [recipe=starry_night] [style=starry_night] [style_path=FILE] [runs=outputs/strength]
         [conditioned=conditioned] [out=outputs/strength/report] [threads=0] [jobs=1]
         [limit=N] [size=512] [sheet=DIR] [sheet_photos=4] [tolerance=0.15]
-        [-- TRAIN.PY OVERRIDES ...]
+        [reuse=EARLIER/results.json] [-- TRAIN.PY OVERRIDES ...]
 
 Arguments after `--` are train.py overrides for every run (e.g. -- trainer.lr_g=5e-4);
 conditioned= names the conditioned model's run folder under runs= (to compare a variant,
 e.g. conditioned=conditioned_batch -- loss.adv_balance=batch, against the same dedicated runs).
-Runs are reused, resumed or trained by scripts/trainings.py (exactly `steps` generator steps
-each; jobs=N trains N at once with the threads shared). Writes <out>/results.md (the tables:
+reuse= takes the dedicated models' evaluations from an earlier comparison's results.json where
+its photos, ruler and checkpoints are the same. Runs are reused, resumed or trained by
+scripts/trainings.py (exactly `steps` generator steps each; jobs=N trains N at once with the
+threads shared). Writes <out>/results.md (the tables:
 conditioned vs dedicated per point with their ratios, and the conditioned curve),
 results.json, and strength_sheet.png: rows are photos, columns are the photo, then the
 conditioned model at each strength of the curve with the dedicated model right after it at the
@@ -72,6 +74,7 @@ DEFAULTS = {
     "sheet_photos": 4,
     "sheet_height": 192,
     "tolerance": 0.15,
+    "reuse": None,
 }
 INTS = ("steps", "threads", "jobs", "limit", "size", "sheet_photos", "sheet_height")
 FLOATS = ("alpha_min", "alpha_max", "alpha", "beta", "tolerance")
@@ -198,6 +201,40 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     return trainings
 
 
+# What must be equal for an earlier comparison's evaluation of a dedicated model to stand.
+SAME_RULER = ("val", "limit", "size", "alpha", "beta", "style", "style_path")
+
+
+def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, list[dict]]:
+    """reuse=results.json of an earlier comparison: its per-photo rows of the dedicated models
+    whose checkpoint (path and step) is the same, if it measured the same photos with the same
+    ruler; otherwise nothing is reused (a line says why)."""
+    if args["reuse"] is None:
+        return {}
+    try:
+        earlier = json.loads(Path(args["reuse"]).read_text())
+        same = all(earlier["args"][k] == args[k] for k in SAME_RULER)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(
+            f"reuse={args['reuse']}: not a comparison's results.json ({err})"
+        ) from None
+    if not same:
+        print(f"reuse={args['reuse']}: another ruler or photos; evaluating everything")
+        return {}
+    rows = {}
+    for key, ckpt in ckpts.items():
+        found = earlier["per_image"].get(key)
+        if (
+            key != "conditioned"
+            and found is not None
+            and earlier["checkpoints"].get(key) == str(ckpt)
+            and earlier["trained_steps"].get(key) == trained_steps(ckpt)
+            and [row["name"] for row in found] == names
+        ):
+            rows[key] = found
+    return rows
+
+
 def adv_balance(setting: str, conditioned: bool) -> str:
     """loss.adv_balance as training applies it (auto: per image for a conditioned generator)."""
     if setting == "auto":
@@ -236,8 +273,13 @@ def main(argv: list[str]) -> int:
         print(f"== conditioned at strength {s:g} (α={alpha_at(args, s):.4g}): {len(photos)} photos")
         curve_rows[s], _ = evaluate_one_pass(photos, one_pass(conditioned, device, s), evaluator)
     dedicated_rows: dict[float, list[dict]] = {}
+    earlier = earlier_evaluations(args, ckpts, [p.name for p in photos])
     for s in args["points"]:
         key = dedicated_key(alpha_at(args, s))
+        if key in earlier:
+            print(f"== {key}: reusing its evaluation from {args['reuse']}")
+            dedicated_rows[s] = earlier[key]
+            continue
         generator, _ = load_generator(ckpts[key])
         print(f"== {key}: {len(photos)} photos")
         dedicated_rows[s], _ = evaluate_one_pass(

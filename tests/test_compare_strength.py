@@ -84,10 +84,18 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
     width, height = Image.open(report / "strength_sheet.png").size
     assert height == 2 * 32 + 4 and width > 6 * 32
 
-    # A rerun reuses all three; a shorter budget takes the checkpoint kept at that step.
-    again = compare(tmp_path, "steps=3", *setup)
+    # A rerun reuses all three runs, and with reuse= the dedicated models' evaluations; a
+    # shorter budget takes the checkpoint kept at that step.
+    earlier = "reuse=outputs/strength/report/results.json"
+    again = compare(tmp_path, "steps=3", "out=again", earlier, *setup)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "training" not in again.stdout and again.stdout.count("reusing") == 3
+    assert "training" not in again.stdout and again.stdout.count("reusing") == 5
+    assert again.stdout.count("reusing its evaluation") == 2
+    rerun = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert rerun["dedicated"] == results["dedicated"]
+    assert rerun["conditioned_curve"] == results["conditioned_curve"]  # evaluated again: same
+    other_ruler = compare(tmp_path, "steps=3", "out=again", "size=40", earlier, *setup)
+    assert other_ruler.returncode == 0 and "evaluating everything" in other_ruler.stdout
     shorter = compare(tmp_path, "steps=2", "out=short", *setup)
     assert shorter.returncode == 0, shorter.stderr[-3000:]
     assert "step_000002.ckpt (2 steps)" in shorter.stdout
