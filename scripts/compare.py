@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import torch
-from trainings import Training, UsageError, ensure_trained, trained_steps
+from trainings import Training, UsageError, ensure_trained, parse_key_values, trained_steps
 
 from gan_stylizer.checkpoint import load_checkpoint, load_generator
 from gan_stylizer.cli import fail_cleanly
@@ -75,24 +75,7 @@ INTS = (
 
 
 def parse_args(argv: list[str]) -> dict:
-    args = dict(DEFAULTS)
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in args:
-            raise UsageError(
-                f"unknown argument {item!r}; expected key=value with key in {list(args)}"
-            )
-        try:
-            args[key] = (
-                int(value) if key in INTS else float(value) if key in ("alpha", "beta") else value
-            )
-        except ValueError:
-            raise UsageError(f"{key}={value!r} is not a number") from None
-    for key in ("train", "val"):
-        if not args[key] or not Path(args[key]).is_dir():
-            raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
-    if args["sheet"] is not None and not Path(args["sheet"]).is_dir():
-        raise UsageError(f"sheet= must name a folder of photos, got {args['sheet']!r}")
+    args = parse_key_values(argv, DEFAULTS, INTS, ("alpha", "beta"))
     if not 0 < args["opt_snapshot"] < args["opt_steps"]:
         raise UsageError("opt_snapshot must be between 0 and opt_steps")
     return args

@@ -32,11 +32,18 @@ import sys
 from pathlib import Path
 
 import torch
-from trainings import Training, UsageError, checkpoint_config, ensure_trained, trained_steps
+from trainings import (
+    Training,
+    UsageError,
+    checkpoint_config,
+    ensure_trained,
+    parse_key_values,
+    trained_steps,
+)
 
 from gan_stylizer.checkpoint import load_generator
 from gan_stylizer.cli import fail_cleanly
-from gan_stylizer.config import StyleConfig
+from gan_stylizer.config import StyleConfig, resolve_adv_balance
 from gan_stylizer.evaluate import (
     Evaluator,
     evaluate_one_pass,
@@ -95,25 +102,10 @@ def parse_strengths(key: str, value: str) -> list[float]:
 
 def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
     """(the script's arguments, the train.py overrides after `--` for every run)."""
-    args, overrides = dict(DEFAULTS), []
+    overrides = []
     if "--" in argv:
         argv, overrides = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    for item in argv:
-        key, sep, value = item.partition("=")
-        if not sep or key not in args:
-            raise UsageError(
-                f"unknown argument {item!r}; expected key=value with key in {list(args)} "
-                f"(train.py overrides go after --)"
-            )
-        try:
-            args[key] = int(value) if key in INTS else float(value) if key in FLOATS else value
-        except ValueError:
-            raise UsageError(f"{key}={value!r} is not a number") from None
-    for key in ("train", "val"):
-        if not args[key] or not Path(args[key]).is_dir():
-            raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
-    if args["sheet"] is not None and not Path(args["sheet"]).is_dir():
-        raise UsageError(f"sheet= must name a folder of photos, got {args['sheet']!r}")
+    args = parse_key_values(argv, DEFAULTS, INTS, FLOATS, " (train.py overrides go after --)")
     if args["style_path"] is not None and not Path(args["style_path"]).is_file():
         raise UsageError(f"style_path={args['style_path']!r}: no such file")
     if not 0 < args["alpha_min"] < args["alpha_max"]:
@@ -160,8 +152,8 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         trained = (loss.get("alpha_min"), loss.get("alpha_max"))
         if trained != (args["alpha_min"], args["alpha_max"]):
             return f"trained with loss.alpha_min, alpha_max = {trained}"
-        balance = adv_balance(loss.get("adv_balance", "batch"), conditioned=True)
-        if balance != adv_balance(requested_balance, conditioned=True):
+        balance = resolve_adv_balance(loss.get("adv_balance", "batch"), conditioned=True)
+        if balance != resolve_adv_balance(requested_balance, conditioned=True):
             return f"trained with loss.adv_balance={balance}"
         return None
 
@@ -169,8 +161,10 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         def check(config: dict) -> str | None:
             if config["model"]["generator"].get("conditioned", False):
                 return "a conditioned generator"
-            balance = adv_balance(config["loss"].get("adv_balance", "batch"), conditioned=False)
-            if balance != adv_balance(requested_balance, conditioned=False):
+            balance = resolve_adv_balance(
+                config["loss"].get("adv_balance", "batch"), conditioned=False
+            )
+            if balance != resolve_adv_balance(requested_balance, conditioned=False):
                 return f"trained with loss.adv_balance={balance}"
             if not math.isclose(config["loss"]["alpha"], alpha, rel_tol=1e-6):
                 return f"trained with loss.alpha={config['loss']['alpha']}"
@@ -233,13 +227,6 @@ def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, 
         ):
             rows[key] = found
     return rows
-
-
-def adv_balance(setting: str, conditioned: bool) -> str:
-    """loss.adv_balance as training applies it (auto: per image for a conditioned generator)."""
-    if setting == "auto":
-        return "image" if conditioned else "batch"
-    return setting
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -340,7 +327,7 @@ def main(argv: list[str]) -> int:
         f"{device}; every model trained {args['steps']} generator steps with "
         f"experiment={args['recipe']} (conditioned: run {args['conditioned']}, α from "
         f"{args['alpha_min']:g} to {args['alpha_max']:g}, adversarial share balanced per "
-        f"{adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}).\n\n"
+        f"{resolve_adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}).\n\n"
     )
     table = (
         note

@@ -42,8 +42,36 @@ class Training:
     check: Callable[[dict], str | None] = field(default=lambda config: None)
 
 
+def parse_key_values(
+    argv: list[str], defaults: dict, ints: tuple, floats: tuple, hint: str = ""
+) -> dict:
+    """key=value arguments over the defaults, numbers converted, then train= and val= (and
+    sheet= when given) checked to be folders; one-line UsageError otherwise."""
+    args = dict(defaults)
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in args:
+            raise UsageError(
+                f"unknown argument {item!r}; expected key=value with key in {list(args)}{hint}"
+            )
+        try:
+            args[key] = int(value) if key in ints else float(value) if key in floats else value
+        except ValueError:
+            raise UsageError(f"{key}={value!r} is not a number") from None
+    for key in ("train", "val"):
+        if not args[key] or not Path(args[key]).is_dir():
+            raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
+    if args.get("sheet") is not None and not Path(args["sheet"]).is_dir():
+        raise UsageError(f"sheet= must name a folder of photos, got {args['sheet']!r}")
+    return args
+
+
+def _g_step(ckpt: dict) -> int:
+    return int(ckpt.get("gan_stylizer", {}).get("g_step", 0))
+
+
 def trained_steps(ckpt: Path) -> int:
-    return int(load_checkpoint(ckpt).get("gan_stylizer", {}).get("g_step", 0))
+    return _g_step(load_checkpoint(ckpt))
 
 
 def checkpoint_config(ckpt: Path) -> dict:
@@ -64,21 +92,24 @@ def plan(training: Training, steps: int, threads: int) -> tuple[Path, list[str] 
     if not last.is_file():
         print(f"{training.key}: training {steps} steps into {training.run_dir}")
         return last, overrides
+    last_steps = 0
     for ckpt in (last, kept):
         if not ckpt.is_file():
             continue
-        problem = training.check(checkpoint_config(ckpt))
+        found = load_checkpoint(ckpt)  # once: a checkpoint is tens of MB
+        problem = training.check(found["hyper_parameters"]["config"])
         if problem is not None:
             raise UsageError(f"{ckpt}: {problem}, not the {training.key} recipe")
-        done = trained_steps(ckpt)
+        done = _g_step(found)
         if done == steps:
             print(f"{training.key}: reusing {ckpt} ({done} steps)")
             return ckpt, None
         if ckpt == last and done < steps:
             print(f"{training.key}: resuming {last} at step {done} of {steps}")
             return last, [*overrides, "ckpt_path=last"]
+        last_steps = done if ckpt == last else last_steps
     raise UsageError(
-        f"{last} holds {trained_steps(last)} generator steps, more than steps={steps}, and no "
+        f"{last} holds {last_steps} generator steps, more than steps={steps}, and no "
         f"{kept.name} of exactly {steps} was kept: use another runs= folder"
     )
 

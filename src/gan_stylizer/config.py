@@ -206,6 +206,14 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 ADV_BALANCES = ("auto", "batch", "image")
 
 
+def resolve_adv_balance(setting: str, conditioned: bool) -> str:
+    """loss.adv_balance as training applies it: auto is per image for a conditioned generator,
+    per batch otherwise."""
+    if setting == "auto":
+        return "image" if conditioned else "batch"
+    return setting
+
+
 def validate_loss(cfg: LossConfig) -> None:
     from gan_stylizer.losses import ADVERSARIAL_LOSSES
     from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from gan_stylizer.config import TrainConfig, to_plain
+from gan_stylizer.config import TrainConfig, resolve_adv_balance, to_plain
 from gan_stylizer.losses import d_loss, g_adv_loss, r1_penalty, tv_loss
 from gan_stylizer.models.discriminator import PatchDiscriminator
 from gan_stylizer.models.generator import Generator
@@ -90,10 +90,8 @@ class StylizerSystem(L.LightningModule):
         plain_model = to_plain(cfg.model)
         self.generator = build_generator(plain_model)
         self.g_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
-        balance = cfg.loss.adv_balance
-        self._balance_per_image = balance == "image" or (
-            balance == "auto" and self.generator.conditioned
-        )
+        balance = resolve_adv_balance(cfg.loss.adv_balance, self.generator.conditioned)
+        self._balance_per_image = balance == "image"
         d = cfg.model.discriminator
         self.discriminator = PatchDiscriminator(channels=d.channels, n_layers=d.n_layers)
         self.criterion = criterion
