@@ -43,7 +43,7 @@ from trainings import (
 
 from gan_stylizer.checkpoint import load_generator
 from gan_stylizer.cli import fail_cleanly
-from gan_stylizer.config import StyleConfig, resolve_adv_balance
+from gan_stylizer.config import StyleConfig, resolve_adv_balance, resolve_perceptual_balance
 from gan_stylizer.evaluate import (
     Evaluator,
     evaluate_one_pass,
@@ -138,12 +138,15 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     if args["style_path"] is not None:
         common.append(f"style.path={args['style_path']}")
     common += extra
-    # Checkpoints from before loss.adv_balance existed balanced per batch.
-    requested_balance = "auto"
+    # Checkpoints from before loss.adv_balance / loss.perceptual_balance existed balanced per
+    # batch / took each image's loss as is.
+    requested = {"adv_balance": "auto", "perceptual_balance": "auto"}
     for item in extra:
         key, _, value = item.partition("=")
-        if key.lstrip("+") == "loss.adv_balance":
-            requested_balance = value
+        key = key.lstrip("+")
+        if key.startswith("loss.") and key[5:] in requested:
+            requested[key[5:]] = value
+    requested_balance = requested["adv_balance"]
 
     def conditioned_check(config: dict) -> str | None:
         generator, loss = config["model"]["generator"], config["loss"]
@@ -155,6 +158,13 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         balance = resolve_adv_balance(loss.get("adv_balance", "batch"), conditioned=True)
         if balance != resolve_adv_balance(requested_balance, conditioned=True):
             return f"trained with loss.adv_balance={balance}"
+        perceptual = resolve_perceptual_balance(
+            loss.get("perceptual_balance", "none"), conditioned=True
+        )
+        if perceptual != resolve_perceptual_balance(
+            requested["perceptual_balance"], conditioned=True
+        ):
+            return f"trained with loss.perceptual_balance={perceptual}"
         return None
 
     def dedicated_check(alpha: float):
@@ -327,7 +337,9 @@ def main(argv: list[str]) -> int:
         f"{device}; every model trained {args['steps']} generator steps with "
         f"experiment={args['recipe']} (conditioned: run {args['conditioned']}, α from "
         f"{args['alpha_min']:g} to {args['alpha_max']:g}, adversarial share balanced per "
-        f"{resolve_adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}).\n\n"
+        f"{resolve_adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}, "
+        f"perceptual balance "
+        f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}).\n\n"
     )
     table = (
         note

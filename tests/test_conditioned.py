@@ -292,6 +292,7 @@ def test_the_adversarial_share_is_taken_per_image_for_the_dial(tmp_path, balance
     overrides = {
         "model.generator.conditioned": True,
         "loss.adv_balance": balance,
+        "loss.perceptual_balance": "none",  # each image's perceptual gradient as its α makes it
         "loss.adv": 0.1,
         "loss.tv": 0.0,
         "loss.beta": 0.0,  # the style term alone: each image's gradient scales with its α
@@ -318,3 +319,54 @@ def test_the_adversarial_share_is_taken_per_image_for_the_dial(tmp_path, balance
         assert share[0] > 5 * share[1]  # the α=1 image is pushed far harder than 0.1
     else:
         assert share.tolist() == pytest.approx([0.1, 0.1], rel=1e-3)
+
+
+@pytest.mark.parametrize("balance", ["none", "alpha", "image", "auto"])
+def test_each_image_of_a_mixed_batch_pulls_on_the_generator(tmp_path, balance):
+    """loss.perceptual_balance: with each image's loss as is, an α=1000 image's perceptual
+    gradient is about 1000× an α=1 image's; alpha and image (auto) bring them together. Each
+    image's gradient keeps its direction, so its own optimum stays where it was."""
+    from test_training import tiny_config
+
+    from gan_stylizer.images import load_image
+    from gan_stylizer.system import StylizerSystem
+    from gan_stylizer.train import build_criterion
+
+    photos = tmp_path / "photos"
+    for i in range(2):
+        write_photo(photos / f"p{i}.png", (64, 48), seed=i)
+    painting = write_painting(tmp_path / "painting.png")
+    grads = {}
+    for setting in ("none", balance):
+        overrides = {
+            "model.generator.conditioned": True,
+            "loss.perceptual_balance": setting,
+            "loss.adv": 0.0,
+            "loss.tv": 0.0,
+            "loss.beta": 0.0,  # the style term alone: each image's gradient scales with its α
+            "loss.alpha_min": 1.0,
+            "loss.alpha_max": 1000.0,
+        }
+        cfg = tiny_config(photos, painting, **overrides)
+        system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+        captured = []
+        system._finite = lambda loss, what: True
+        system._clip_and_check = lambda opt, module, what: False  # no step: nothing changes
+        system.manual_backward = lambda output, grad, captured=captured: captured.append(grad)
+        opt = torch.optim.SGD(system.generator.parameters(), lr=0.0)
+        torch.manual_seed(0)
+        content = torch.rand(2, 3, 32, 32)
+        stylized = torch.rand(2, 3, 32, 32)  # the same pixels for both settings
+        strength = torch.tensor([0.0, 1.0])  # α = 1 and α = 1000 in one batch
+        system._generator_step(opt, content, stylized, False, False, strength)
+        grads[setting] = captured[0].flatten(1)
+    norms = grads[balance].norm(dim=1)
+    ratio = (norms[1] / norms[0]).item()
+    if balance == "none":
+        assert ratio > 100
+    elif balance == "alpha":
+        assert 0.1 < ratio < 10  # each image's loss × √1000/α_i: the same style weight
+    else:
+        assert ratio == pytest.approx(1.0, rel=1e-4)
+    cosine = torch.nn.functional.cosine_similarity(grads[balance], grads["none"], dim=1)
+    assert cosine.tolist() == pytest.approx([1.0, 1.0], abs=1e-4)

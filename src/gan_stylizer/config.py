@@ -45,6 +45,12 @@ class LossConfig:
     # batch, or per image (each image's own share: a conditioned generator's batch mixes style
     # weights 25× apart). auto: image for a conditioned generator, batch otherwise.
     adv_balance: str = "auto"  # auto | batch | image
+    # How much each image of a conditioned generator's batch moves G (its α spans
+    # alpha_min…alpha_max): none = its own loss as is (the α = 25 images dominate);
+    # alpha = its perceptual loss × α_mid/α_i (α_mid = √(alpha_min·alpha_max)); image = its
+    # perceptual gradient at the pixels rescaled to the batch's mean norm. Each image's own
+    # optimum is unchanged. auto: image for a conditioned generator; a plain one ignores it.
+    perceptual_balance: str = "auto"  # auto | none | alpha | image
     r1: float = 0.0  # R1 penalty weight on real samples (training only)
     # A conditioned generator (model=conditioned): strength s in [0, 1] trains with
     # α = alpha_min·(alpha_max/alpha_min)^s, a log scale; s = 0.5 is their geometric mean.
@@ -204,6 +210,7 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 
 
 ADV_BALANCES = ("auto", "batch", "image")
+PERCEPTUAL_BALANCES = ("auto", "none", "alpha", "image")
 
 
 def resolve_adv_balance(setting: str, conditioned: bool) -> str:
@@ -212,6 +219,14 @@ def resolve_adv_balance(setting: str, conditioned: bool) -> str:
     if setting == "auto":
         return "image" if conditioned else "batch"
     return setting
+
+
+def resolve_perceptual_balance(setting: str, conditioned: bool) -> str:
+    """loss.perceptual_balance as training applies it: auto is per image for a conditioned
+    generator; a plain generator's images share one α, so it has none."""
+    if not conditioned:
+        return "none"
+    return "image" if setting == "auto" else setting
 
 
 def validate_loss(cfg: LossConfig) -> None:
@@ -224,6 +239,7 @@ def validate_loss(cfg: LossConfig) -> None:
         raise ConfigError("loss.alpha and loss.beta are both 0: nothing to optimize")
     _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
     _choice("loss.adv_balance", cfg.adv_balance, ADV_BALANCES)
+    _choice("loss.perceptual_balance", cfg.perceptual_balance, PERCEPTUAL_BALANCES)
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
     _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
     if not cfg.style_layers:

@@ -69,12 +69,13 @@ def content_loss(target: torch.Tensor, features: torch.Tensor, reduce: bool = Tr
     return per_sample.mean() if reduce else per_sample
 
 
-def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Total variation Σ (Δx² + Δy²) of an RGB [0,1] image [B,3,H,W], mean over the batch."""
+def tv_loss(image: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """Total variation Σ (Δx² + Δy²) of an RGB [0,1] image [B,3,H,W], mean over the batch
+    (reduce=False: one value per image)."""
     image = image.float()
     dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).flatten(1).sum(1)
     dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).flatten(1).sum(1)
-    return (dx + dy).mean()
+    return (dx + dy).mean() if reduce else dx + dy
 
 
 def total_loss(

@@ -17,7 +17,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from gan_stylizer.config import TrainConfig, resolve_adv_balance, to_plain
+from gan_stylizer.config import (
+    TrainConfig,
+    resolve_adv_balance,
+    resolve_perceptual_balance,
+    to_plain,
+)
 from gan_stylizer.losses import d_loss, g_adv_loss, r1_penalty, tv_loss
 from gan_stylizer.models.discriminator import PatchDiscriminator
 from gan_stylizer.models.generator import Generator
@@ -92,6 +97,9 @@ class StylizerSystem(L.LightningModule):
         self.g_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         balance = resolve_adv_balance(cfg.loss.adv_balance, self.generator.conditioned)
         self._balance_per_image = balance == "image"
+        self._perceptual_balance = resolve_perceptual_balance(
+            cfg.loss.perceptual_balance, self.generator.conditioned
+        )
         d = cfg.model.discriminator
         self.discriminator = PatchDiscriminator(channels=d.channels, n_layers=d.n_layers)
         self.criterion = criterion
@@ -168,21 +176,34 @@ class StylizerSystem(L.LightningModule):
         λ per image, λ_i = ‖∂L_perceptual/∂y_i‖ / ‖∂L_adv/∂y_i‖: with one λ for a batch whose
         α spans 1…25, the α=25 images set the scale and an α=1 image gets an adversarial push
         several times its own perceptual gradient, so the weak end of the dial came out far
-        more stylized than a model trained at α=1 (docs/results.md)."""
+        more stylized than a model trained at α=1 (docs/results.md).
+
+        loss.perceptual_balance (conditioned only) sets how hard each image pulls on G: with
+        its own α as is (none), the α=25 images' gradients are many times the α=1 ones' and
+        Adam's step follows them; alpha scales image i's perceptual loss by α_mid/α_i; image
+        rescales each image's perceptual pixel gradient to the batch's mean norm. Both leave
+        each image's own optimum (at its strength) where it was."""
         loss_cfg = self.cfg.loss
         pixels = stylized.detach().requires_grad_(True)
         target = self.criterion.content_features(content)
-        l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else pixels.new_zeros((), dtype=torch.float32)
         if strength is None:
+            l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else pixels.new_zeros((), dtype=torch.float32)
             l_style, l_content = self.criterion(pixels, target)
             alpha = 0.0 if warming_up else loss_cfg.alpha
-            l_styled = alpha * l_style
+            l_perceptual = alpha * l_style + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
         else:
             per_style, per_content = self.criterion(pixels, target, reduce=False)
-            l_style, l_content = per_style.mean(), per_content.mean()
+            per_tv = (
+                tv_loss(pixels, reduce=False) if loss_cfg.tv > 0 else torch.zeros_like(per_style)
+            )
+            l_style, l_content, l_tv = per_style.mean(), per_content.mean(), per_tv.mean()
             alphas = strength_to_alpha(strength.float(), loss_cfg.alpha_min, loss_cfg.alpha_max)
-            l_styled = 0.0 * l_style if warming_up else (alphas * per_style).mean()
-        l_perceptual = l_styled + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
+            styled = 0.0 * per_style if warming_up else alphas * per_style
+            per_image = styled + loss_cfg.beta * per_content + loss_cfg.tv * per_tv
+            if self._perceptual_balance == "alpha":
+                alpha_mid = math.sqrt(loss_cfg.alpha_min * loss_cfg.alpha_max)
+                per_image = per_image * (alpha_mid / alphas)
+            l_perceptual = per_image.mean()
         zero = l_style.new_zeros(())
         l_adv, lam = zero, zero
         logs = {
@@ -193,6 +214,9 @@ class StylizerSystem(L.LightningModule):
         if not self._finite(l_perceptual, "generator perceptual"):
             return logs
         (grad,) = torch.autograd.grad(l_perceptual, pixels)
+        if self._perceptual_balance == "image":
+            norms = grad.flatten(1).norm(dim=1)
+            grad = grad * (norms.mean() / (norms + 1e-12)).view(-1, 1, 1, 1)
         if adversarial:
             l_adv = g_adv_loss(loss_cfg.adv_type, self.discriminator(pixels))
             (grad_adv,) = torch.autograd.grad(l_adv, pixels)
