@@ -370,3 +370,42 @@ def test_each_image_of_a_mixed_batch_pulls_on_the_generator(tmp_path, balance):
         assert ratio == pytest.approx(1.0, rel=1e-4)
     cosine = torch.nn.functional.cosine_similarity(grads[balance], grads["none"], dim=1)
     assert cosine.tolist() == pytest.approx([1.0, 1.0], abs=1e-4)
+
+
+@pytest.mark.parametrize("mult", [1.0, 10.0])
+def test_the_strength_path_can_learn_faster(tmp_path, mult):
+    """trainer.lr_strength_mult: the embedding and FiLM layers get lr_g × mult in their own
+    parameter group; at 1 there is one group, as in checkpoints from before the option."""
+    from test_training import tiny_config
+
+    from gan_stylizer.images import load_image
+    from gan_stylizer.system import StylizerSystem
+    from gan_stylizer.train import build_criterion
+
+    painting = write_painting(tmp_path / "painting.png")
+    overrides = {"model.generator.conditioned": True, "trainer.lr_strength_mult": mult}
+    cfg = tiny_config(tmp_path, painting, **overrides)
+    system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+    opt_g, _ = system.configure_optimizers()
+    names = {id(p): n for n, p in system.generator.named_parameters()}
+    groups = [(g["lr"], [names[id(p)] for p in g["params"]]) for g in opt_g.param_groups]
+    assert sum(len(group) for _, group in groups) == len(names)
+    if mult == 1:
+        assert [lr for lr, _ in groups] == [cfg.trainer.lr_g]
+        return
+    (lr_rest, rest), (lr_strength, strength) = groups
+    assert lr_rest == cfg.trainer.lr_g and lr_strength == pytest.approx(10 * cfg.trainer.lr_g)
+    assert all(n.startswith("embed.") or ".film." in n for n in strength)
+    assert any(n.startswith("embed.") for n in strength)
+    assert not any(".film." in n or n.startswith("embed.") for n in rest)
+
+
+def test_a_negative_strength_learning_rate_is_refused(tmp_path):
+    from test_training import tiny_config
+
+    from gan_stylizer.config import validate_train
+
+    painting = write_painting(tmp_path / "painting.png")
+    cfg = tiny_config(tmp_path, painting, **{"trainer.lr_strength_mult": -1.0})
+    with pytest.raises(ConfigError, match="trainer.lr_strength_mult"):
+        validate_train(cfg)

@@ -107,6 +107,9 @@ class TrainerConfig:
     steps: int = 3000  # generator updates (= batches); trainer.global_step counts 2 per batch
     lr_g: float = 1e-3
     lr_d: float = 2e-4
+    # model=conditioned: the strength path (embedding and FiLM layers, which start at zero)
+    # learns at lr_g × this; 1 keeps one parameter group (checkpoints from before it resume).
+    lr_strength_mult: float = 1.0
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.999
     warmup_steps: int = 50  # content-only generator steps before style and D kick in
@@ -292,7 +295,8 @@ def validate_train(cfg: TrainConfig) -> None:
     if not (0 < s_lo <= s_hi):
         raise ConfigError("model.discriminator.crop_scale must be [min, max] with 0 < min ≤ max")
     t = cfg.trainer
-    for key in ("steps", "lr_g", "lr_d", "ckpt_every", "image_every", "log_every", "max_nonfinite"):
+    keys = ("steps", "lr_g", "lr_d", "lr_strength_mult", "ckpt_every", "image_every")
+    for key in (*keys, "log_every", "max_nonfinite"):
         _positive(f"trainer.{key}", getattr(t, key))
     if t.keep_every is not None:
         _positive("trainer.keep_every", t.keep_every, allow_zero=True)

@@ -117,7 +117,14 @@ class StylizerSystem(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.trainer
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=tuple(t.betas))
+        params = list(self.generator.named_parameters())
+        strength = [p for name, p in params if self.generator.is_strength_parameter(name)]
+        if strength and t.lr_strength_mult != 1:
+            rest = [p for name, p in params if not self.generator.is_strength_parameter(name)]
+            groups = [{"params": rest}, {"params": strength, "lr": t.lr_g * t.lr_strength_mult}]
+        else:
+            groups = [{"params": [p for _, p in params]}]
+        opt_g = torch.optim.Adam(groups, lr=t.lr_g, betas=tuple(t.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=tuple(t.betas))
         return opt_g, opt_d
 

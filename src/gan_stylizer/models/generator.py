@@ -206,6 +206,12 @@ class Generator(nn.Module):
             raise ValueError(f"strength must be in [0, 1], got {s.tolist()}")
         return self.embed(s.expand(batch))
 
+    @staticmethod
+    def is_strength_parameter(name: str) -> bool:
+        """A parameter of the strength path (the embedding and every norm's FiLM layer), by its
+        name in named_parameters()."""
+        return name.startswith("embed.") or ".film." in name
+
     def trunk(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
         """The network between prepare() and the final sigmoid: [B, 3, H', W'] -> same."""
         if emb is None:
