@@ -220,6 +220,8 @@ def test_a_tiny_trained_conditioned_model_loses_style_loss_as_strength_rises(tmp
         },
     )
     generator, _ = load_generator(run(cfg, tmp_path / "run"))
+    card = (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
+    assert "conditioned on the style strength (each image's pull balanced by" in card
     criterion = build_criterion(cfg.loss)
     criterion.set_style(load_image(painting, size=64))
     crops = torch.cat([load_image(photos / f"p{i}.png", size=48)[..., :32, :32] for i in (0, 2)])

@@ -26,7 +26,14 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gan_stylizer.checkpoint import CheckpointError, load_checkpoint
-from gan_stylizer.config import ConfigError, TrainConfig, to_plain, validate_train
+from gan_stylizer.config import (
+    ConfigError,
+    TrainConfig,
+    resolve_adv_balance,
+    resolve_perceptual_balance,
+    to_plain,
+    validate_train,
+)
 from gan_stylizer.data import PhotoDataModule
 from gan_stylizer.images import caption, load_image, make_grid, resize_long_side, save_image
 from gan_stylizer.models.generator import DEFAULT_STRENGTH
@@ -409,7 +416,14 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         f"style layers {', '.join(loss.style_layers)}, content {loss.content_layer}",
         f"- **Generator**: {cfg.model.generator.channels} channels, "
         f"{cfg.model.generator.n_residual} residual blocks, {cfg.model.generator.norm} norm"
-        + (", conditioned on the style strength" if cfg.model.generator.conditioned else ""),
+        + (
+            ", conditioned on the style strength (each image's pull balanced by "
+            f"{resolve_perceptual_balance(loss.perceptual_balance, True)}, adversarial share per "
+            f"{resolve_adv_balance(loss.adv_balance, True)}, strength path at "
+            f"{t.lr_strength_mult:g}× lr_g)"
+            if cfg.model.generator.conditioned
+            else ""
+        ),
         f"- **Data**: {data.source}"
         + (f" {data.root}" if data.root else "")
         + f", {data.image_size}-px crops of photos at {data.resize_long_side[0]}–"
