@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from trainings import (
     Training,
     UsageError,
@@ -43,7 +44,13 @@ from trainings import (
 
 from gan_stylizer.checkpoint import load_generator
 from gan_stylizer.cli import fail_cleanly
-from gan_stylizer.config import StyleConfig, resolve_adv_balance, resolve_perceptual_balance
+from gan_stylizer.config import (
+    LossConfig,
+    StyleConfig,
+    resolve_adv_balance,
+    resolve_perceptual_balance,
+    to_dataclass,
+)
 from gan_stylizer.evaluate import (
     Evaluator,
     evaluate_one_pass,
@@ -55,7 +62,7 @@ from gan_stylizer.evaluate import (
 )
 from gan_stylizer.images import caption, make_grid, save_image
 from gan_stylizer.system import strength_to_alpha
-from gan_stylizer.train import default_data_dir, load_style_image
+from gan_stylizer.train import build_criterion, default_data_dir, load_style_image
 
 DEFAULTS = {
     "train": None,
@@ -209,10 +216,17 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
 SAME_RULER = ("val", "limit", "size", "alpha", "beta", "style", "style_path")
 
 
+def stamp(ckpt: Path) -> list[int]:
+    """What tells a checkpoint file from a retrained one at the same path: size, mtime (ns)."""
+    info = ckpt.stat()
+    return [info.st_size, info.st_mtime_ns]
+
+
 def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, list[dict]]:
-    """reuse=results.json of an earlier comparison: its per-photo rows of the dedicated models
-    whose checkpoint (path and step) is the same, if it measured the same photos with the same
-    ruler; otherwise nothing is reused (a line says why)."""
+    """reuse=results.json of an earlier comparison: its per-photo rows (keyed as in its
+    per_image: each dedicated model, conditioned_s<strength>) of every model whose checkpoint
+    (path, steps, and file size and time where recorded) is the same, if it measured the same
+    photos with the same ruler; otherwise nothing is reused (a line says why)."""
     if args["reuse"] is None:
         return {}
     try:
@@ -227,15 +241,21 @@ def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, 
         return {}
     rows = {}
     for key, ckpt in ckpts.items():
-        found = earlier["per_image"].get(key)
+        recorded = earlier.get("checkpoint_stamps", {}).get(key)
         if (
-            key != "conditioned"
-            and found is not None
-            and earlier["checkpoints"].get(key) == str(ckpt)
-            and earlier["trained_steps"].get(key) == trained_steps(ckpt)
-            and [row["name"] for row in found] == names
+            earlier["checkpoints"].get(key) != str(ckpt)
+            or earlier["trained_steps"].get(key) != trained_steps(ckpt)
+            or (recorded is not None and recorded != stamp(ckpt))
         ):
-            rows[key] = found
+            continue
+        # The conditioned model's evaluations count only where its file is known to be the same.
+        if key == "conditioned" and recorded is None:
+            continue
+        wanted = [f"conditioned_s{s:g}" for s in args["curve"]] if key == "conditioned" else [key]
+        for name in wanted:
+            found = earlier["per_image"].get(name)
+            if found is not None and [row["name"] for row in found] == names:
+                rows[name] = found
     return rows
 
 
@@ -265,12 +285,16 @@ def main(argv: list[str]) -> int:
 
     conditioned, _ = load_generator(ckpts["conditioned"])
     conditioned.to(device)
+    earlier = earlier_evaluations(args, ckpts, [p.name for p in photos])
     curve_rows: dict[float, list[dict]] = {}
     for s in args["curve"]:
+        if f"conditioned_s{s:g}" in earlier:
+            print(f"== conditioned at strength {s:g}: reusing its evaluation from {args['reuse']}")
+            curve_rows[s] = earlier[f"conditioned_s{s:g}"]
+            continue
         print(f"== conditioned at strength {s:g} (α={alpha_at(args, s):.4g}): {len(photos)} photos")
         curve_rows[s], _ = evaluate_one_pass(photos, one_pass(conditioned, device, s), evaluator)
     dedicated_rows: dict[float, list[dict]] = {}
-    earlier = earlier_evaluations(args, ckpts, [p.name for p in photos])
     for s in args["points"]:
         key = dedicated_key(alpha_at(args, s))
         if key in earlier:
@@ -341,11 +365,26 @@ def main(argv: list[str]) -> int:
         f"perceptual balance "
         f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}).\n\n"
     )
+    print("== each model on the objective it was trained for, on crops of the val photos")
+    objectives = training_objectives(args, ckpts, conditioned, photos, device)
+    crop = checkpoint_config(ckpts["conditioned"])["data"]["image_size"]
+    objective_table = (
+        f"\nEach model on the objective it was trained for (α·L_style + β·L_content, its own "
+        f"α; {2 * n} crops of {crop} px, the training size, from the same photos):\n\n"
+        "| | conditioned | dedicated | ratio | conditioned lower on |\n"
+        "|---|---:|---:|---:|---:|\n"
+        + "".join(
+            f"| s={key} vs α={o['alpha']:.4g} | {o['conditioned']:.4g} | {o['dedicated']:.4g} | "
+            f"{o['ratio']:.3f} | {o['conditioned_lower']} of {o['crops']} crops |\n"
+            for key, o in objectives.items()
+        )
+    )
     table = (
         note
         + summary
         + "\n"
         + format_table(match_rows, columns)
+        + objective_table
         + "\nThe conditioned model along its curve:\n\n"
         + format_table(curve_rows_table, columns)
     )
@@ -370,6 +409,7 @@ def main(argv: list[str]) -> int:
         "args": args,
         "train_overrides": extra,
         "checkpoints": {key: str(p) for key, p in ckpts.items()},
+        "checkpoint_stamps": {key: stamp(p) for key, p in ckpts.items()},
         "trained_steps": budget,
         "configs": {key: checkpoint_config(p) for key, p in ckpts.items()},
         "reference": reference_description()
@@ -379,6 +419,7 @@ def main(argv: list[str]) -> int:
         "conditioned_curve": {f"{s:g}": means[s] for s in args["curve"]},
         "dedicated": {f"{s:g}": dedicated_means[s] for s in args["points"]},
         "match": {f"{s:g}": c for s, c in checks.items()},
+        "training_objective": objectives,
         "all_within_tolerance": all_within,
         "style_loss_monotonic": monotonic,
         "style_loss_monotonic_photos": per_photo,
@@ -392,6 +433,63 @@ def main(argv: list[str]) -> int:
     print(table)
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'strength_sheet.png'}")
     return 0
+
+
+def training_crops(photos: list, crop: int) -> torch.Tensor:
+    """Two crops of `crop` px per photo (the centre, and the centre of its top-left quarter),
+    the size the models were trained on."""
+    crops = []
+    for photo in photos:
+        image = photo.content
+        h, w = image.shape[-2:]
+        c = min(crop, h, w)
+        for cy, cx in ((h // 2, w // 2), (h // 4, w // 4)):
+            y, x = min(max(cy - c // 2, 0), h - c), min(max(cx - c // 2, 0), w - c)
+            crops.append(F.interpolate(image[..., y : y + c, x : x + c], size=(crop, crop)))
+    return torch.cat(crops)
+
+
+@torch.no_grad()
+def training_objectives(args: dict, ckpts: dict, conditioned, photos: list, device) -> dict:
+    """Each model on the objective it was trained for, α·L_style + β·L_content with the run's
+    own loss settings and painting size, on crops of the val photos at the training crop size:
+    the conditioned model at strength s with α(s), the dedicated one at its α. Per point: both
+    means, their ratio, and on how many crops the conditioned model's is lower."""
+    config = checkpoint_config(ckpts["conditioned"])
+    loss_cfg = to_dataclass(config["loss"], LossConfig)
+    criterion = build_criterion(loss_cfg).to(device)
+    style_cfg = StyleConfig(
+        name=args["style"], path=args["style_path"], size=config["style"]["size"]
+    )
+    criterion.set_style(load_style_image(style_cfg, default_data_dir()).to(device))
+    crops = training_crops(photos, config["data"]["image_size"]).to(device)
+    target = criterion.content_features(crops)
+
+    def objective(generator, alpha: float, strength: float | None) -> torch.Tensor:
+        values = []
+        for i in range(0, len(crops), 8):
+            batch = crops[i : i + 8]
+            out = generator(batch, strength) if strength is not None else generator(batch)
+            style, content = criterion(out, target[i : i + 8], reduce=False)
+            values.append(alpha * style + loss_cfg.beta * content)
+        return torch.cat(values).double().cpu()
+
+    results = {}
+    for s in args["points"]:
+        alpha = alpha_at(args, s)
+        key = dedicated_key(alpha)
+        dedicated, _ = load_generator(ckpts[key])
+        ours = objective(conditioned, alpha, s)
+        theirs = objective(dedicated.to(device), alpha, None)
+        results[f"{s:g}"] = {
+            "alpha": alpha,
+            "conditioned": float(ours.mean()),
+            "dedicated": float(theirs.mean()),
+            "ratio": float(ours.mean() / theirs.mean()),
+            "conditioned_lower": int((ours < theirs).sum()),
+            "crops": len(ours),
+        }
+    return results
 
 
 def sheet(args: dict, ckpts: dict, conditioned, photos: list, device: torch.device) -> list:

@@ -5,6 +5,7 @@ fit (scripts/trainings.py is the part shared with compare.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,23 +80,43 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
     assert f"on {falling} of 4 photos alone" in (report / "results.md").read_text()
     text = (report / "results.md").read_text()
     assert "s=0: conditioned" in text and "α=25: dedicated" in text and "ratio" in text
+    # Each model on its own training objective, on two 32-px crops (debug=fast) per photo.
+    assert "Each model on the objective it was trained for" in text
+    for point, alpha in (("0", 1.0), ("1", 25.0)):
+        objective = results["training_objective"][point]
+        assert objective["alpha"] == pytest.approx(alpha) and objective["crops"] == 8
+        assert objective["ratio"] == pytest.approx(
+            objective["conditioned"] / objective["dedicated"]
+        )
+        assert 0 <= objective["conditioned_lower"] <= 8
+        assert f"{objective['conditioned_lower']} of 8 crops" in text
     # Rows: photos; columns: the photo, the conditioned model at 0, 0.5, 1, and the dedicated
     # models after their points: 6 cells per row.
     width, height = Image.open(report / "strength_sheet.png").size
     assert height == 2 * 32 + 4 and width > 6 * 32
 
-    # A rerun reuses all three runs, and with reuse= the dedicated models' evaluations; a
-    # shorter budget takes the checkpoint kept at that step.
+    # A rerun reuses all three runs, and with reuse= every evaluation (the dedicated models and
+    # the conditioned one at its three strengths); a shorter budget takes the checkpoint kept
+    # at that step.
     earlier = "reuse=outputs/strength/report/results.json"
     again = compare(tmp_path, "steps=3", "out=again", earlier, *setup)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "training" not in again.stdout and again.stdout.count("reusing") == 5
-    assert again.stdout.count("reusing its evaluation") == 2
+    assert ": training " not in again.stdout and again.stdout.count("reusing") == 8
+    assert again.stdout.count("reusing its evaluation") == 5
     rerun = json.loads((tmp_path / "again" / "results.json").read_text())
-    for part in ("dedicated", "conditioned_curve"):  # reused, or evaluated again: the same
-        for point, metrics in results[part].items():
-            for metric in ("style", "content", "swd", "ssim", "edges"):
-                assert rerun[part][point][metric] == metrics[metric], (part, point, metric)
+    for part in ("dedicated", "conditioned_curve", "training_objective"):
+        assert rerun[part] == results[part], part
+    # A checkpoint file written again (retrained at the same path): its evaluations are not
+    # reused; evaluated again they are the same numbers.
+    ckpt = tmp_path / "outputs" / "strength" / "conditioned" / "checkpoints" / "last.ckpt"
+    os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
+    touched = compare(tmp_path, "steps=3", "out=again", earlier, *setup)
+    assert touched.returncode == 0, touched.stderr[-3000:]
+    assert touched.stdout.count("reusing its evaluation") == 2
+    rerun = json.loads((tmp_path / "again" / "results.json").read_text())
+    for point, metrics in results["conditioned_curve"].items():
+        for metric in ("style", "content", "swd", "ssim", "edges"):
+            assert rerun["conditioned_curve"][point][metric] == metrics[metric], (point, metric)
     other_ruler = compare(tmp_path, "steps=3", "out=again", "limit=3", earlier, *setup)
     assert other_ruler.returncode == 0 and "evaluating everything" in other_ruler.stdout
     shorter = compare(tmp_path, "steps=2", "out=short", *setup)
@@ -114,6 +135,7 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
     for args, problem in [
         (("alpha_max=30", *setup), "alpha_min, alpha_max = (1.0, 25.0)"),
         ((*setup, "loss.adv_balance=batch"), "loss.adv_balance=image"),
+        ((*setup, "loss.perceptual_balance=none"), "trained with loss.perceptual_balance="),
     ]:
         other = compare(tmp_path, "steps=3", *args)
         assert other.returncode == 2
