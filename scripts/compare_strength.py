@@ -243,7 +243,7 @@ def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, 
     for key, ckpt in ckpts.items():
         recorded = earlier.get("checkpoint_stamps", {}).get(key)
         if (
-            earlier["checkpoints"].get(key) != str(ckpt)
+            Path(earlier["checkpoints"].get(key, "")).resolve() != ckpt.resolve()
             or earlier["trained_steps"].get(key) != trained_steps(ckpt)
             or (recorded is not None and recorded != stamp(ckpt))
         ):
