@@ -49,7 +49,8 @@ class LossConfig:
     # alpha_min…alpha_max): none = its own loss as is (the α = 25 images dominate);
     # alpha = its perceptual loss × α_mid/α_i (α_mid = √(alpha_min·alpha_max)); image = its
     # perceptual gradient at the pixels rescaled to the batch's mean norm. Each image's own
-    # optimum is unchanged. auto: image for a conditioned generator; a plain one ignores it.
+    # optimum is unchanged. auto: alpha (measured, docs/results.md); a plain generator has
+    # one α for every image and ignores it.
     perceptual_balance: str = "auto"  # auto | none | alpha | image
     r1: float = 0.0  # R1 penalty weight on real samples (training only)
     # A conditioned generator (model=conditioned): strength s in [0, 1] trains with
@@ -225,11 +226,11 @@ def resolve_adv_balance(setting: str, conditioned: bool) -> str:
 
 
 def resolve_perceptual_balance(setting: str, conditioned: bool) -> str:
-    """loss.perceptual_balance as training applies it: auto is per image for a conditioned
+    """loss.perceptual_balance as training applies it: auto is alpha for a conditioned
     generator; a plain generator's images share one α, so it has none."""
     if not conditioned:
         return "none"
-    return "image" if setting == "auto" else setting
+    return "alpha" if setting == "auto" else setting
 
 
 def validate_loss(cfg: LossConfig) -> None:
