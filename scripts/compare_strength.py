@@ -147,12 +147,12 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     common += extra
     # Checkpoints from before loss.adv_balance / loss.perceptual_balance existed balanced per
     # batch / took each image's loss as is.
-    requested = {"adv_balance": "auto", "perceptual_balance": "auto"}
+    requested = {"adv_balance": "auto", "perceptual_balance": "auto", "lr_strength_mult": "1"}
     for item in extra:
         key, _, value = item.partition("=")
-        key = key.lstrip("+")
-        if key.startswith("loss.") and key[5:] in requested:
-            requested[key[5:]] = value
+        section, _, name = key.lstrip("+").partition(".")
+        if section in ("loss", "trainer") and name in requested:
+            requested[name] = value
     requested_balance = requested["adv_balance"]
 
     def conditioned_check(config: dict) -> str | None:
@@ -172,6 +172,13 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
             requested["perceptual_balance"], conditioned=True
         ):
             return f"trained with loss.perceptual_balance={perceptual}"
+        mult = config.get("trainer", {}).get("lr_strength_mult", 1.0)
+        try:
+            same_mult = math.isclose(mult, float(requested["lr_strength_mult"]))
+        except ValueError:
+            same_mult = True  # train.py refuses the value itself
+        if not same_mult:
+            return f"trained with trainer.lr_strength_mult={mult:g}"
         return None
 
     def dedicated_check(alpha: float):

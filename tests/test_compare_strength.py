@@ -136,6 +136,7 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         (("alpha_max=30", *setup), "alpha_min, alpha_max = (1.0, 25.0)"),
         ((*setup, "loss.adv_balance=batch"), "loss.adv_balance=image"),
         ((*setup, "loss.perceptual_balance=none"), "trained with loss.perceptual_balance="),
+        ((*setup, "trainer.lr_strength_mult=10"), "trained with trainer.lr_strength_mult=1"),
     ]:
         other = compare(tmp_path, "steps=3", *args)
         assert other.returncode == 2
