@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from trainings import (
     Training,
     UsageError,
-    checkpoint_config,
     ensure_trained,
     parse_key_values,
     trained_steps,
@@ -153,7 +152,6 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         section, _, name = key.lstrip("+").partition(".")
         if section in ("loss", "trainer") and name in requested:
             requested[name] = value
-    requested_balance = requested["adv_balance"]
 
     def conditioned_check(config: dict) -> str | None:
         generator, loss = config["model"]["generator"], config["loss"]
@@ -163,7 +161,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         if trained != (args["alpha_min"], args["alpha_max"]):
             return f"trained with loss.alpha_min, alpha_max = {trained}"
         balance = resolve_adv_balance(loss.get("adv_balance", "batch"), conditioned=True)
-        if balance != resolve_adv_balance(requested_balance, conditioned=True):
+        if balance != resolve_adv_balance(requested["adv_balance"], conditioned=True):
             return f"trained with loss.adv_balance={balance}"
         perceptual = resolve_perceptual_balance(
             loss.get("perceptual_balance", "none"), conditioned=True
@@ -188,7 +186,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
             balance = resolve_adv_balance(
                 config["loss"].get("adv_balance", "batch"), conditioned=False
             )
-            if balance != resolve_adv_balance(requested_balance, conditioned=False):
+            if balance != resolve_adv_balance(requested["adv_balance"], conditioned=False):
                 return f"trained with loss.adv_balance={balance}"
             if not math.isclose(config["loss"]["alpha"], alpha, rel_tol=1e-6):
                 return f"trained with loss.alpha={config['loss']['alpha']}"
@@ -290,8 +288,11 @@ def main(argv: list[str]) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     evaluator = Evaluator(style_image, alpha=args["alpha"], beta=args["beta"], device=device)
 
-    conditioned, _ = load_generator(ckpts["conditioned"])
-    conditioned.to(device)
+    # Each checkpoint is read once: the generators (on the device) and the runs' configs.
+    models = {key: load_generator(ckpt) for key, ckpt in ckpts.items()}
+    configs = {key: config for key, (_, config) in models.items()}
+    generators = {key: generator.to(device) for key, (generator, _) in models.items()}
+    conditioned = generators["conditioned"]
     earlier = earlier_evaluations(args, ckpts, [p.name for p in photos])
     curve_rows: dict[float, list[dict]] = {}
     for s in args["curve"]:
@@ -308,10 +309,9 @@ def main(argv: list[str]) -> int:
             print(f"== {key}: reusing its evaluation from {args['reuse']}")
             dedicated_rows[s] = earlier[key]
             continue
-        generator, _ = load_generator(ckpts[key])
         print(f"== {key}: {len(photos)} photos")
         dedicated_rows[s], _ = evaluate_one_pass(
-            photos, one_pass(generator.to(device), device), evaluator
+            photos, one_pass(generators[key], device), evaluator
         )
 
     means = {s: mean_metrics(rows) for s, rows in curve_rows.items()}
@@ -361,7 +361,7 @@ def main(argv: list[str]) -> int:
         f"alone); content loss {', '.join(f'{v:.4g}' for v in curve_content)}.\n"
     )
     budget = {key: trained_steps(p) for key, p in ckpts.items()}
-    cond_loss = checkpoint_config(ckpts["conditioned"])["loss"]
+    cond_loss = configs["conditioned"]["loss"]
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
@@ -373,8 +373,8 @@ def main(argv: list[str]) -> int:
         f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}).\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")
-    objectives = training_objectives(args, ckpts, conditioned, photos, device)
-    crop = checkpoint_config(ckpts["conditioned"])["data"]["image_size"]
+    objectives = training_objectives(args, generators, configs["conditioned"], photos, device)
+    crop = configs["conditioned"]["data"]["image_size"]
     objective_table = (
         f"\nEach model on the objective it was trained for (α·L_style + β·L_content, its own "
         f"α; {2 * n} crops of {crop} px, the training size, from the same photos):\n\n"
@@ -407,9 +407,7 @@ def main(argv: list[str]) -> int:
         print(line, file=sys.stderr)
     if sheet_photos:
         save_image(
-            make_grid(
-                sheet(args, ckpts, conditioned, sheet_photos, device), height=args["sheet_height"]
-            ),
+            make_grid(sheet(args, generators, sheet_photos, device), height=args["sheet_height"]),
             out / "strength_sheet.png",
         )
     results = {
@@ -418,7 +416,7 @@ def main(argv: list[str]) -> int:
         "checkpoints": {key: str(p) for key, p in ckpts.items()},
         "checkpoint_stamps": {key: stamp(p) for key, p in ckpts.items()},
         "trained_steps": budget,
-        "configs": {key: checkpoint_config(p) for key, p in ckpts.items()},
+        "configs": configs,
         "reference": reference_description()
         | {"alpha": args["alpha"], "beta": args["beta"], "size": args["size"]},
         "device": str(device),
@@ -457,12 +455,14 @@ def training_crops(photos: list, crop: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def training_objectives(args: dict, ckpts: dict, conditioned, photos: list, device) -> dict:
+def training_objectives(
+    args: dict, generators: dict, config: dict, photos: list, device: torch.device
+) -> dict:
     """Each model on the objective it was trained for, α·L_style + β·L_content with the run's
     own loss settings and painting size, on crops of the val photos at the training crop size:
     the conditioned model at strength s with α(s), the dedicated one at its α. Per point: both
-    means, their ratio, and on how many crops the conditioned model's is lower."""
-    config = checkpoint_config(ckpts["conditioned"])
+    means, their ratio, and on how many crops the conditioned model's is lower. `config`: the
+    conditioned run's."""
     loss_cfg = to_dataclass(config["loss"], LossConfig)
     criterion = build_criterion(loss_cfg).to(device)
     style_cfg = StyleConfig(
@@ -485,9 +485,8 @@ def training_objectives(args: dict, ckpts: dict, conditioned, photos: list, devi
     for s in args["points"]:
         alpha = alpha_at(args, s)
         key = dedicated_key(alpha)
-        dedicated, _ = load_generator(ckpts[key])
-        ours = objective(conditioned, alpha, s)
-        theirs = objective(dedicated.to(device), alpha, None)
+        ours = objective(generators["conditioned"], alpha, s)
+        theirs = objective(generators[key], alpha, None)
         results[f"{s:g}"] = {
             "alpha": alpha,
             "conditioned": float(ours.mean()),
@@ -499,14 +498,13 @@ def training_objectives(args: dict, ckpts: dict, conditioned, photos: list, devi
     return results
 
 
-def sheet(args: dict, ckpts: dict, conditioned, photos: list, device: torch.device) -> list:
+def sheet(args: dict, generators: dict, photos: list, device: torch.device) -> list:
     """Rows: photo | conditioned at each curve strength, the dedicated model after its point;
     each output is labelled."""
-    dedicated = {}
-    for s in args["points"]:
-        key = dedicated_key(alpha_at(args, s))
-        generator, _ = load_generator(ckpts[key])
-        dedicated[s] = one_pass(generator.to(device), device)
+    conditioned = generators["conditioned"]
+    dedicated = {
+        s: one_pass(generators[dedicated_key(alpha_at(args, s))], device) for s in args["points"]
+    }
     rows = []
     for photo in photos:
         row = [caption(photo.content, "photo")]

@@ -276,11 +276,11 @@ def test_the_sample_grid_shows_the_dial(tmp_path, conditioned, cells):
     assert tuple(grid.shape[-2:]) == (2 * 32 + 4, cells * 48 + (cells - 1) * 4)
 
 
-@pytest.mark.parametrize("balance", ["auto", "image", "batch"])
-def test_the_adversarial_share_is_taken_per_image_for_the_dial(tmp_path, balance):
-    """loss.adv_balance=image (auto for a conditioned generator): every image's adversarial
-    gradient is `adv` times its own perceptual gradient at the output; batch: only the whole
-    batch's is, and images of low α get a larger share."""
+def output_gradient_probe(tmp_path: Path, **overrides):
+    """A conditioned system whose α spans 1…1000, style term alone (each image's perceptual
+    gradient scales with its α), and `step(content, stylized, strength, adversarial)` that runs
+    one generator step and returns the gradient it would push through G at the output pixels
+    (nothing is updated)."""
     from test_training import tiny_config
 
     from gan_stylizer.images import load_image
@@ -291,30 +291,48 @@ def test_the_adversarial_share_is_taken_per_image_for_the_dial(tmp_path, balance
     for i in range(2):
         write_photo(photos / f"p{i}.png", (64, 48), seed=i)
     painting = write_painting(tmp_path / "painting.png")
-    overrides = {
+    settings = {
         "model.generator.conditioned": True,
-        "loss.adv_balance": balance,
-        "loss.perceptual_balance": "none",  # each image's perceptual gradient as its α makes it
-        "loss.adv": 0.1,
         "loss.tv": 0.0,
-        "loss.beta": 0.0,  # the style term alone: each image's gradient scales with its α
+        "loss.beta": 0.0,
         "loss.alpha_min": 1.0,
         "loss.alpha_max": 1000.0,
+        **overrides,
     }
-    cfg = tiny_config(photos, painting, **overrides)
+    cfg = tiny_config(photos, painting, **settings)
     system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
     captured = []
     system._finite = lambda loss, what: True
     system._clip_and_check = lambda opt, module, what: False  # no step: nothing changes
     system.manual_backward = lambda output, grad: captured.append(grad)
     opt = torch.optim.SGD(system.generator.parameters(), lr=0.0)
+
+    def step(content, stylized, strength, adversarial: bool) -> torch.Tensor:
+        system._generator_step(opt, content, stylized, adversarial, False, strength)
+        return captured.pop()
+
+    return system, step
+
+
+@pytest.mark.parametrize("balance", ["auto", "image", "batch"])
+def test_the_adversarial_share_is_taken_per_image_for_the_dial(tmp_path, balance):
+    """loss.adv_balance=image (auto for a conditioned generator): every image's adversarial
+    gradient is `adv` times its own perceptual gradient at the output; batch: only the whole
+    batch's is, and images of low α get a larger share."""
+    system, step = output_gradient_probe(
+        tmp_path,
+        **{
+            "loss.adv_balance": balance,
+            # each image's perceptual gradient as its α makes it
+            "loss.perceptual_balance": "none",
+            "loss.adv": 0.1,
+        },
+    )
     torch.manual_seed(0)
     content = torch.rand(2, 3, 32, 32)
     strength = torch.tensor([0.0, 1.0])  # α = 1 and α = 1000 in one batch
     stylized = system.generator(content, strength)
-    for adversarial in (False, True):
-        system._generator_step(opt, content, stylized, adversarial, False, strength)
-    perceptual, total = captured
+    perceptual, total = (step(content, stylized, strength, adv) for adv in (False, True))
     share = (total - perceptual).flatten(1).norm(dim=1) / perceptual.flatten(1).norm(dim=1)
     if balance == "batch":
         assert (total - perceptual).norm() / perceptual.norm() == pytest.approx(0.1, rel=1e-3)
@@ -328,40 +346,16 @@ def test_each_image_of_a_mixed_batch_pulls_on_the_generator(tmp_path, balance):
     """loss.perceptual_balance: with each image's loss as is, an α=1000 image's perceptual
     gradient is about 1000× an α=1 image's; alpha (auto) and image bring them together. Each
     image's gradient keeps its direction, so its own optimum stays where it was."""
-    from test_training import tiny_config
-
-    from gan_stylizer.images import load_image
-    from gan_stylizer.system import StylizerSystem
-    from gan_stylizer.train import build_criterion
-
-    photos = tmp_path / "photos"
-    for i in range(2):
-        write_photo(photos / f"p{i}.png", (64, 48), seed=i)
-    painting = write_painting(tmp_path / "painting.png")
+    torch.manual_seed(0)
+    content = torch.rand(2, 3, 32, 32)
+    stylized = torch.rand(2, 3, 32, 32)  # the same pixels for both settings
+    strength = torch.tensor([0.0, 1.0])  # α = 1 and α = 1000 in one batch
     grads = {}
     for setting in ("none", balance):
-        overrides = {
-            "model.generator.conditioned": True,
-            "loss.perceptual_balance": setting,
-            "loss.adv": 0.0,
-            "loss.tv": 0.0,
-            "loss.beta": 0.0,  # the style term alone: each image's gradient scales with its α
-            "loss.alpha_min": 1.0,
-            "loss.alpha_max": 1000.0,
-        }
-        cfg = tiny_config(photos, painting, **overrides)
-        system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
-        captured = []
-        system._finite = lambda loss, what: True
-        system._clip_and_check = lambda opt, module, what: False  # no step: nothing changes
-        system.manual_backward = lambda output, grad, captured=captured: captured.append(grad)
-        opt = torch.optim.SGD(system.generator.parameters(), lr=0.0)
-        torch.manual_seed(0)
-        content = torch.rand(2, 3, 32, 32)
-        stylized = torch.rand(2, 3, 32, 32)  # the same pixels for both settings
-        strength = torch.tensor([0.0, 1.0])  # α = 1 and α = 1000 in one batch
-        system._generator_step(opt, content, stylized, False, False, strength)
-        grads[setting] = captured[0].flatten(1)
+        _, step = output_gradient_probe(
+            tmp_path, **{"loss.perceptual_balance": setting, "loss.adv": 0.0}
+        )
+        grads[setting] = step(content, stylized, strength, False).flatten(1)
     norms = grads[balance].norm(dim=1)
     ratio = (norms[1] / norms[0]).item()
     if balance == "none":
