@@ -5,6 +5,7 @@ every strength of the curve and each dedicated one at its α, on one folder, und
 reference of gan_stylizer.evaluate.
 
     python scripts/compare_strength.py train=PHOTOS val=VAL_PHOTOS [steps=1000]
+        [conditioned_steps=STEPS]
         [points=0,0.5,1] [curve=0,0.25,0.5,0.75,1] [alpha_min=1] [alpha_max=25]
         [recipe=starry_night] [style=starry_night] [style_path=FILE] [runs=outputs/strength]
         [conditioned=conditioned] [out=outputs/strength/report] [threads=0] [jobs=1]
@@ -14,14 +15,15 @@ reference of gan_stylizer.evaluate.
 Arguments after `--` are train.py overrides for every run (e.g. -- trainer.lr_g=5e-4);
 conditioned= names the conditioned model's run folder under runs= (to compare a variant,
 e.g. conditioned=conditioned_batch -- loss.adv_balance=batch, against the same dedicated runs).
-reuse= takes the dedicated models' evaluations from an earlier comparison's results.json where
-its photos, ruler and checkpoints are the same. Runs are reused, resumed or trained by
-scripts/trainings.py (exactly `steps` generator steps each; jobs=N trains N at once with the
-threads shared). Writes <out>/results.md (the tables:
-conditioned vs dedicated per point with their ratios, and the conditioned curve),
-results.json, and strength_sheet.png: rows are photos, columns are the photo, then the
-conditioned model at each strength of the curve with the dedicated model right after it at the
-points.
+conditioned_steps= gives the conditioned model another budget than the dedicated ones' (e.g.
+3000: the three dedicated trainings' total, what the sweep it replaces costs); by default all
+get `steps`. reuse= takes the dedicated models' evaluations from an earlier comparison's
+results.json where its photos, ruler and checkpoints are the same. Runs are reused, resumed or
+trained by scripts/trainings.py (exactly their budget of generator steps each; jobs=N trains N
+at once with the threads shared). Writes <out>/results.md (the tables: conditioned vs
+dedicated per point with their ratios, and the conditioned curve), results.json, and
+strength_sheet.png: rows are photos, columns are the photo, then the conditioned model at each
+strength of the curve with the dedicated model right after it at the points.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ DEFAULTS = {
     "train": None,
     "val": None,
     "steps": 1000,  # the reference recipe's budget (experiment=starry_night)
+    "conditioned_steps": None,  # the conditioned model's budget (None: steps)
     "points": "0,0.5,1",
     "curve": "0,0.25,0.5,0.75,1",
     "alpha_min": 1.0,
@@ -89,7 +92,16 @@ DEFAULTS = {
     "tolerance": 0.15,
     "reuse": None,
 }
-INTS = ("steps", "threads", "jobs", "limit", "size", "sheet_photos", "sheet_height")
+INTS = (
+    "steps",
+    "conditioned_steps",
+    "threads",
+    "jobs",
+    "limit",
+    "size",
+    "sheet_photos",
+    "sheet_height",
+)
 FLOATS = ("alpha_min", "alpha_max", "alpha", "beta", "tolerance")
 MATCHED = ("style", "content", "swd")  # what must be within `tolerance` of the dedicated model
 
@@ -116,12 +128,25 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
         raise UsageError(f"style_path={args['style_path']!r}: no such file")
     if not 0 < args["alpha_min"] < args["alpha_max"]:
         raise UsageError("need 0 < alpha_min < alpha_max")
-    if args["steps"] < 1 or args["size"] < 16 or args["tolerance"] <= 0:
-        raise UsageError("steps must be >= 1, size >= 16 and tolerance > 0")
+    if args["conditioned_steps"] is None:
+        args["conditioned_steps"] = args["steps"]
+    if min(args["steps"], args["conditioned_steps"]) < 1:
+        raise UsageError("steps and conditioned_steps must be >= 1")
+    if args["size"] < 16 or args["tolerance"] <= 0:
+        raise UsageError("size must be >= 16 and tolerance > 0")
     args["points"] = parse_strengths("points", args["points"])
     # The curve holds the points too: each point's conditioned output is on the curve.
     args["curve"] = sorted(set(parse_strengths("curve", args["curve"])) | set(args["points"]))
     return args, overrides
+
+
+def budget_words(args: dict) -> str:
+    if args["conditioned_steps"] == args["steps"]:
+        return f"every model trained {args['steps']} generator steps"
+    return (
+        f"the conditioned model trained {args['conditioned_steps']} generator steps, each "
+        f"dedicated one {args['steps']}"
+    )
 
 
 def alpha_at(args: dict, strength: float) -> float:
@@ -146,7 +171,12 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     common += extra
     # Checkpoints from before loss.adv_balance / loss.perceptual_balance existed balanced per
     # batch / took each image's loss as is.
-    requested = {"adv_balance": "auto", "perceptual_balance": "auto", "lr_strength_mult": "1"}
+    requested = {
+        "adv_balance": "auto",
+        "perceptual_balance": "auto",
+        "lr_strength_mult": "1",
+        "strength_sampling": "uniform",
+    }
     for item in extra:
         key, _, value = item.partition("=")
         section, _, name = key.lstrip("+").partition(".")
@@ -177,6 +207,9 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
             same_mult = True  # train.py refuses the value itself
         if not same_mult:
             return f"trained with trainer.lr_strength_mult={mult:g}"
+        sampling = loss.get("strength_sampling", "uniform")
+        if sampling != requested["strength_sampling"]:
+            return f"trained with loss.strength_sampling={sampling}"
         return None
 
     def dedicated_check(alpha: float):
@@ -206,6 +239,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
                 f"loss.alpha_max={args['alpha_max']}",
             ],
             conditioned_check,
+            steps=args["conditioned_steps"],
         )
     ]
     for s in args["points"]:
@@ -365,12 +399,13 @@ def main(argv: list[str]) -> int:
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
-        f"{device}; every model trained {args['steps']} generator steps with "
+        f"{device}; {budget_words(args)} with "
         f"experiment={args['recipe']} (conditioned: run {args['conditioned']}, α from "
         f"{args['alpha_min']:g} to {args['alpha_max']:g}, adversarial share balanced per "
         f"{resolve_adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}, "
         f"perceptual balance "
-        f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}).\n\n"
+        f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}, "
+        f"strengths drawn {cond_loss.get('strength_sampling', 'uniform')}).\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")
     objectives = training_objectives(args, generators, configs["conditioned"], photos, device)

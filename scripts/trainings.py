@@ -40,6 +40,7 @@ class Training:
     run_dir: Path
     overrides: list[str]
     check: Callable[[dict], str | None] = field(default=lambda config: None)
+    steps: int | None = None  # this recipe's own budget (None: ensure_trained's steps)
 
 
 def parse_key_values(
@@ -117,7 +118,8 @@ def plan(training: Training, steps: int, threads: int) -> tuple[Path, list[str] 
 def ensure_trained(
     trainings: list[Training], steps: int, jobs: int = 1, threads: int = 0
 ) -> dict[str, Path]:
-    """Each recipe's checkpoint of exactly `steps` generator steps: reused, resumed or trained
+    """Each recipe's checkpoint of exactly `steps` generator steps (or its own Training.steps):
+    reused, resumed or trained
     (logs in <run>/compare_train.log), at most `jobs` at once, each with threads // jobs threads
     and at least one (on 2 cores, two 1-thread trainings side by side finish sooner than two
     2-thread ones in a row; jobs=3 there shares the cores three ways). SIGTERM or Ctrl-C stops
@@ -125,7 +127,7 @@ def ensure_trained(
     jobs = max(1, min(jobs, len(trainings)))
     total = threads if threads > 0 else len(os.sched_getaffinity(0))
     per_job = max(1, total // jobs) if jobs > 1 else threads
-    plans = {t.key: plan(t, steps, per_job) for t in trainings}
+    plans = {t.key: plan(t, t.steps or steps, per_job) for t in trainings}
     pending = [key for key, (_, overrides) in plans.items() if overrides is not None]
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     failed: list[str] = []

@@ -137,6 +137,7 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         ((*setup, "loss.adv_balance=batch"), "loss.adv_balance=image"),
         ((*setup, "loss.perceptual_balance=none"), "trained with loss.perceptual_balance="),
         ((*setup, "trainer.lr_strength_mult=10"), "trained with trainer.lr_strength_mult=1"),
+        ((*setup, "loss.strength_sampling=arcsine"), "trained with loss.strength_sampling=uniform"),
     ]:
         other = compare(tmp_path, "steps=3", *args)
         assert other.returncode == 2
@@ -148,6 +149,19 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
     assert variant.returncode == 0, variant.stderr[-3000:]
     assert "conditioned: training 3 steps into outputs/strength/variant" in variant.stdout
     assert variant.stdout.count("reusing") == 2
+    # conditioned_steps=: the conditioned model alone gets another budget (here one more step,
+    # resumed); the dedicated runs keep theirs, and the report says so.
+    longer = compare(
+        tmp_path, "steps=3", "conditioned_steps=4", "conditioned=variant", "out=longer", *setup
+    )
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "conditioned: resuming" in longer.stdout and "at step 3 of 4" in longer.stdout
+    results = json.loads((tmp_path / "longer" / "results.json").read_text())
+    assert results["trained_steps"] == {"conditioned": 4, "alpha_1": 3, "alpha_25": 3}
+    assert (
+        "the conditioned model trained 4 generator steps, each dedicated one 3"
+        in (tmp_path / "longer" / "results.md").read_text()
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,6 +172,7 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         (["points=a"], "comma-separated numbers"),
         (["alpha_min=5", "alpha_max=1"], "0 < alpha_min < alpha_max"),
         (["bogus=1"], "unknown argument 'bogus=1'"),
+        (["conditioned_steps=0"], "steps and conditioned_steps must be >= 1"),
         (["steps=x"], "steps='x' is not a number"),
     ],
 )

@@ -405,3 +405,41 @@ def test_a_negative_strength_learning_rate_is_refused(tmp_path):
     cfg = tiny_config(tmp_path, painting, **{"trainer.lr_strength_mult": -1.0})
     with pytest.raises(ConfigError, match="trainer.lr_strength_mult"):
         validate_train(cfg)
+
+
+@pytest.mark.parametrize("sampling, end_share", [("uniform", 0.1), ("arcsine", 0.205)])
+def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, sampling, end_share):
+    """loss.strength_sampling: arcsine (Beta(½, ½)) draws twice uniform's share within 0.1 of
+    each end of the dial; the draws are in [0, 1] and set by (seed, rank, step)."""
+    from test_training import tiny_config
+
+    from gan_stylizer.images import load_image
+    from gan_stylizer.seeding import seeded_generator
+    from gan_stylizer.system import StylizerSystem, sample_strengths
+    from gan_stylizer.train import build_criterion
+
+    draws = sample_strengths(40_000, sampling, torch.Generator().manual_seed(0))
+    assert 0.0 <= draws.min() and draws.max() <= 1.0
+    for share in ((draws < 0.1).float().mean(), (draws > 0.9).float().mean()):
+        assert share.item() == pytest.approx(end_share, abs=0.01)
+    assert draws.mean().item() == pytest.approx(0.5, abs=0.01)  # symmetric about the middle
+
+    painting = write_painting(tmp_path / "painting.png")
+    overrides = {"model.generator.conditioned": True, "loss.strength_sampling": sampling}
+    cfg = tiny_config(tmp_path, painting, **overrides)
+    system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+    system.g_step = 7
+    expected = sample_strengths(4, sampling, seeded_generator(cfg.seed, "strength", 0, 7))
+    assert torch.equal(system._sample_strength(4), expected)
+    assert torch.equal(system._sample_strength(4), expected)  # the same step draws the same
+
+
+def test_an_unknown_strength_sampling_is_refused(tmp_path):
+    from test_training import tiny_config
+
+    from gan_stylizer.config import validate_train
+
+    painting = write_painting(tmp_path / "painting.png")
+    cfg = tiny_config(tmp_path, painting, **{"loss.strength_sampling": "beta"})
+    with pytest.raises(ConfigError, match="loss.strength_sampling"):
+        validate_train(cfg)

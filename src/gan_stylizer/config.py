@@ -57,6 +57,9 @@ class LossConfig:
     # α = alpha_min·(alpha_max/alpha_min)^s, a log scale; s = 0.5 is their geometric mean.
     alpha_min: float = 1.0
     alpha_max: float = 25.0
+    # How each image's s is drawn: uniform in [0, 1], or arcsine (Beta(½, ½): s = sin²(π·u/2),
+    # twice uniform's share within 0.1 of either end, where one α has no neighbour beyond it).
+    strength_sampling: str = "uniform"  # uniform | arcsine
     style_layers: dict[str, float] = field(
         default_factory=lambda: {
             name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
@@ -215,6 +218,7 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 
 ADV_BALANCES = ("auto", "batch", "image")
 PERCEPTUAL_BALANCES = ("auto", "none", "alpha", "image")
+STRENGTH_SAMPLINGS = ("uniform", "arcsine")
 
 
 def resolve_adv_balance(setting: str, conditioned: bool) -> str:
@@ -244,6 +248,7 @@ def validate_loss(cfg: LossConfig) -> None:
     _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
     _choice("loss.adv_balance", cfg.adv_balance, ADV_BALANCES)
     _choice("loss.perceptual_balance", cfg.perceptual_balance, PERCEPTUAL_BALANCES)
+    _choice("loss.strength_sampling", cfg.strength_sampling, STRENGTH_SAMPLINGS)
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
     _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
     if not cfg.style_layers:

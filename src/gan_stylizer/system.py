@@ -50,6 +50,17 @@ def strength_to_alpha(strength: torch.Tensor | float, alpha_min: float, alpha_ma
     return alpha_min * (alpha_max / alpha_min) ** strength
 
 
+def sample_strengths(n: int, sampling: str, gen: torch.Generator) -> torch.Tensor:
+    """n strengths in [0, 1]: uniform, or arcsine (Beta(½, ½), s = sin²(π·u/2) for u uniform:
+    density 1/(π·√(s(1−s))): 20% of draws within 0.1 of each end, where uniform has 10%)."""
+    u = torch.rand(n, generator=gen)
+    if sampling == "uniform":
+        return u
+    if sampling == "arcsine":
+        return torch.sin(u * (math.pi / 2)) ** 2
+    raise ValueError(f"loss.strength_sampling must be uniform or arcsine, got {sampling!r}")
+
+
 def random_style_crops(
     style_image: torch.Tensor,
     n: int,
@@ -154,10 +165,10 @@ class StylizerSystem(L.LightningModule):
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
 
     def _sample_strength(self, batch_size: int) -> torch.Tensor:
-        """One style strength per image, uniform in [0, 1]; drawn per (seed, rank, step) like
-        the data, so a resumed run draws what an uninterrupted one would."""
+        """One style strength per image in [0, 1], by loss.strength_sampling; drawn per (seed,
+        rank, step) like the data, so a resumed run draws what an uninterrupted one would."""
         gen = seeded_generator(self.cfg.seed, "strength", self.global_rank, self.g_step)
-        return torch.rand(batch_size, generator=gen).to(self.device)
+        return sample_strengths(batch_size, self.cfg.loss.strength_sampling, gen).to(self.device)
 
     def _generator_step(
         self,

@@ -420,7 +420,7 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
             ", conditioned on the style strength (each image's pull balanced by "
             f"{resolve_perceptual_balance(loss.perceptual_balance, True)}, adversarial share per "
             f"{resolve_adv_balance(loss.adv_balance, True)}, strength path at "
-            f"{t.lr_strength_mult:g}× lr_g)"
+            f"{t.lr_strength_mult:g}× lr_g, strengths drawn {loss.strength_sampling})"
             if cfg.model.generator.conditioned
             else ""
         ),
