@@ -153,6 +153,13 @@ def alpha_at(args: dict, strength: float) -> float:
     return float(strength_to_alpha(strength, args["alpha_min"], args["alpha_max"]))
 
 
+def same_number(trained: float, requested: str) -> bool:
+    try:
+        return math.isclose(trained, float(requested))
+    except ValueError:
+        return True  # train.py refuses the value itself
+
+
 def dedicated_key(alpha: float) -> str:
     return f"alpha_{alpha:.4g}"
 
@@ -176,6 +183,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         "perceptual_balance": "auto",
         "lr_strength_mult": "1",
         "strength_sampling": "uniform",
+        "strength_ends": "0",
     }
     for item in extra:
         key, _, value = item.partition("=")
@@ -201,15 +209,14 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         ):
             return f"trained with loss.perceptual_balance={perceptual}"
         mult = config.get("trainer", {}).get("lr_strength_mult", 1.0)
-        try:
-            same_mult = math.isclose(mult, float(requested["lr_strength_mult"]))
-        except ValueError:
-            same_mult = True  # train.py refuses the value itself
-        if not same_mult:
+        if not same_number(mult, requested["lr_strength_mult"]):
             return f"trained with trainer.lr_strength_mult={mult:g}"
         sampling = loss.get("strength_sampling", "uniform")
         if sampling != requested["strength_sampling"]:
             return f"trained with loss.strength_sampling={sampling}"
+        ends = loss.get("strength_ends", 0.0)
+        if not same_number(ends, requested["strength_ends"]):
+            return f"trained with loss.strength_ends={ends:g}"
         return None
 
     def dedicated_check(alpha: float):
@@ -255,6 +262,14 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
 SAME_RULER = ("val", "limit", "size", "alpha", "beta", "style", "style_path")
 
 
+def same_setting(key: str, earlier, now) -> bool:
+    """One SAME_RULER setting; folders and files are compared as resolved paths (an earlier
+    report run with val= relative, this one absolute, measured the same photos)."""
+    if key in ("val", "style_path") and earlier is not None and now is not None:
+        return Path(earlier).resolve() == Path(now).resolve()
+    return earlier == now
+
+
 def stamp(ckpt: Path) -> list[int]:
     """What tells a checkpoint file from a retrained one at the same path: size, mtime (ns)."""
     info = ckpt.stat()
@@ -270,7 +285,7 @@ def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, 
         return {}
     try:
         earlier = json.loads(Path(args["reuse"]).read_text())
-        same = all(earlier["args"][k] == args[k] for k in SAME_RULER)
+        same = all(same_setting(k, earlier["args"][k], args[k]) for k in SAME_RULER)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(
             f"reuse={args['reuse']}: not a comparison's results.json ({err})"
@@ -405,7 +420,13 @@ def main(argv: list[str]) -> int:
         f"{resolve_adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}, "
         f"perceptual balance "
         f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}, "
-        f"strengths drawn {cond_loss.get('strength_sampling', 'uniform')}).\n\n"
+        f"strengths drawn {cond_loss.get('strength_sampling', 'uniform')}"
+        + (
+            f", {cond_loss['strength_ends']:.0%} at the ends"
+            if cond_loss.get("strength_ends", 0)
+            else ""
+        )
+        + ").\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")
     objectives = training_objectives(args, generators, configs["conditioned"], photos, device)

@@ -97,9 +97,10 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
 
     # A rerun reuses all three runs, and with reuse= every evaluation (the dedicated models and
     # the conditioned one at its three strengths); a shorter budget takes the checkpoint kept
-    # at that step.
+    # at that step. The photos folder given as an absolute path is the same folder.
     earlier = "reuse=outputs/strength/report/results.json"
-    again = compare(tmp_path, "steps=3", "out=again", earlier, *setup)
+    absolute = [f"val={tmp_path / 'photos'}" if a == "val=photos" else a for a in setup]
+    again = compare(tmp_path, "steps=3", "out=again", earlier, *absolute)
     assert again.returncode == 0, again.stderr[-3000:]
     assert ": training " not in again.stdout and again.stdout.count("reusing") == 8
     assert again.stdout.count("reusing its evaluation") == 5
@@ -138,6 +139,7 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         ((*setup, "loss.perceptual_balance=none"), "trained with loss.perceptual_balance="),
         ((*setup, "trainer.lr_strength_mult=10"), "trained with trainer.lr_strength_mult=1"),
         ((*setup, "loss.strength_sampling=arcsine"), "trained with loss.strength_sampling=uniform"),
+        ((*setup, "loss.strength_ends=0.3"), "trained with loss.strength_ends=0"),
     ]:
         other = compare(tmp_path, "steps=3", *args)
         assert other.returncode == 2

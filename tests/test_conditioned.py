@@ -423,6 +423,13 @@ def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, samp
     for share in ((draws < 0.1).float().mean(), (draws > 0.9).float().mean()):
         assert share.item() == pytest.approx(end_share, abs=0.01)
     assert draws.mean().item() == pytest.approx(0.5, abs=0.01)  # symmetric about the middle
+    # loss.strength_ends: that share exactly at 0 or 1, half each; the other draws unchanged.
+    gen = torch.Generator().manual_seed(0)
+    with_ends = sample_strengths(40_000, sampling, gen, ends=0.3)
+    assert (with_ends == 0).float().mean().item() == pytest.approx(0.15, abs=0.01)
+    assert (with_ends == 1).float().mean().item() == pytest.approx(0.15, abs=0.01)
+    inside = (with_ends > 0) & (with_ends < 1)
+    assert torch.equal(with_ends[inside], draws[inside])
 
     painting = write_painting(tmp_path / "painting.png")
     overrides = {"model.generator.conditioned": True, "loss.strength_sampling": sampling}
@@ -434,7 +441,7 @@ def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, samp
     assert torch.equal(system._sample_strength(4), expected)  # the same step draws the same
 
 
-def test_an_unknown_strength_sampling_is_refused(tmp_path):
+def test_an_unknown_strength_sampling_or_share_of_ends_is_refused(tmp_path):
     from test_training import tiny_config
 
     from gan_stylizer.config import validate_train
@@ -443,3 +450,7 @@ def test_an_unknown_strength_sampling_is_refused(tmp_path):
     cfg = tiny_config(tmp_path, painting, **{"loss.strength_sampling": "beta"})
     with pytest.raises(ConfigError, match="loss.strength_sampling"):
         validate_train(cfg)
+    for ends in (-0.1, 1.0):
+        cfg = tiny_config(tmp_path, painting, **{"loss.strength_ends": ends})
+        with pytest.raises(ConfigError, match=r"loss.strength_ends=.* must be in \[0, 1\)"):
+            validate_train(cfg)

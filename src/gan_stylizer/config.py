@@ -60,6 +60,7 @@ class LossConfig:
     # How each image's s is drawn: uniform in [0, 1], or arcsine (Beta(½, ½): s = sin²(π·u/2),
     # twice uniform's share within 0.1 of either end, where one α has no neighbour beyond it).
     strength_sampling: str = "uniform"  # uniform | arcsine
+    strength_ends: float = 0.0  # this share of the draws exactly at s = 0 or 1 (half each)
     style_layers: dict[str, float] = field(
         default_factory=lambda: {
             name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
@@ -249,6 +250,8 @@ def validate_loss(cfg: LossConfig) -> None:
     _choice("loss.adv_balance", cfg.adv_balance, ADV_BALANCES)
     _choice("loss.perceptual_balance", cfg.perceptual_balance, PERCEPTUAL_BALANCES)
     _choice("loss.strength_sampling", cfg.strength_sampling, STRENGTH_SAMPLINGS)
+    if not 0.0 <= cfg.strength_ends < 1.0:
+        raise ConfigError(f"loss.strength_ends={cfg.strength_ends} must be in [0, 1)")
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
     _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
     if not cfg.style_layers:

@@ -50,15 +50,21 @@ def strength_to_alpha(strength: torch.Tensor | float, alpha_min: float, alpha_ma
     return alpha_min * (alpha_max / alpha_min) ** strength
 
 
-def sample_strengths(n: int, sampling: str, gen: torch.Generator) -> torch.Tensor:
+def sample_strengths(
+    n: int, sampling: str, gen: torch.Generator, ends: float = 0.0
+) -> torch.Tensor:
     """n strengths in [0, 1]: uniform, or arcsine (Beta(½, ½), s = sin²(π·u/2) for u uniform:
-    density 1/(π·√(s(1−s))): 20% of draws within 0.1 of each end, where uniform has 10%)."""
-    u = torch.rand(n, generator=gen)
+    density 1/(π·√(s(1−s))): 20% of draws within 0.1 of each end, where uniform has 10%);
+    with ends > 0, that share of the draws is exactly 0 or 1, half each."""
+    u, pick = torch.rand(n, generator=gen), torch.rand(n, generator=gen)
     if sampling == "uniform":
-        return u
-    if sampling == "arcsine":
-        return torch.sin(u * (math.pi / 2)) ** 2
-    raise ValueError(f"loss.strength_sampling must be uniform or arcsine, got {sampling!r}")
+        s = u
+    elif sampling == "arcsine":
+        s = torch.sin(u * (math.pi / 2)) ** 2
+    else:
+        raise ValueError(f"loss.strength_sampling must be uniform or arcsine, got {sampling!r}")
+    at_end = pick < ends
+    return torch.where(at_end, (pick < ends / 2).to(s.dtype), s)
 
 
 def random_style_crops(
@@ -168,7 +174,11 @@ class StylizerSystem(L.LightningModule):
         """One style strength per image in [0, 1], by loss.strength_sampling; drawn per (seed,
         rank, step) like the data, so a resumed run draws what an uninterrupted one would."""
         gen = seeded_generator(self.cfg.seed, "strength", self.global_rank, self.g_step)
-        return sample_strengths(batch_size, self.cfg.loss.strength_sampling, gen).to(self.device)
+        loss_cfg = self.cfg.loss
+        strength = sample_strengths(
+            batch_size, loss_cfg.strength_sampling, gen, loss_cfg.strength_ends
+        )
+        return strength.to(self.device)
 
     def _generator_step(
         self,

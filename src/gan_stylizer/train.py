@@ -420,7 +420,9 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
             ", conditioned on the style strength (each image's pull balanced by "
             f"{resolve_perceptual_balance(loss.perceptual_balance, True)}, adversarial share per "
             f"{resolve_adv_balance(loss.adv_balance, True)}, strength path at "
-            f"{t.lr_strength_mult:g}× lr_g, strengths drawn {loss.strength_sampling})"
+            f"{t.lr_strength_mult:g}× lr_g, strengths drawn {loss.strength_sampling}"
+            + (f", {loss.strength_ends:.0%} at the ends" if loss.strength_ends else "")
+            + ")"
             if cfg.model.generator.conditioned
             else ""
         ),
