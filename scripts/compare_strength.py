@@ -182,8 +182,8 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         "adv_balance": "auto",
         "perceptual_balance": "auto",
         "lr_strength_mult": "1",
-        "strength_sampling": "uniform",
-        "strength_ends": "0",
+        "strength_sampling": LossConfig.strength_sampling,
+        "strength_ends": str(LossConfig.strength_ends),
     }
     for item in extra:
         key, _, value = item.partition("=")
@@ -211,7 +211,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         mult = config.get("trainer", {}).get("lr_strength_mult", 1.0)
         if not same_number(mult, requested["lr_strength_mult"]):
             return f"trained with trainer.lr_strength_mult={mult:g}"
-        sampling = loss.get("strength_sampling", "uniform")
+        sampling = loss.get("strength_sampling", "uniform")  # as before the option
         if sampling != requested["strength_sampling"]:
             return f"trained with loss.strength_sampling={sampling}"
         ends = loss.get("strength_ends", 0.0)

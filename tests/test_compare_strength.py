@@ -138,8 +138,8 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         ((*setup, "loss.adv_balance=batch"), "loss.adv_balance=image"),
         ((*setup, "loss.perceptual_balance=none"), "trained with loss.perceptual_balance="),
         ((*setup, "trainer.lr_strength_mult=10"), "trained with trainer.lr_strength_mult=1"),
-        ((*setup, "loss.strength_sampling=arcsine"), "trained with loss.strength_sampling=uniform"),
-        ((*setup, "loss.strength_ends=0.3"), "trained with loss.strength_ends=0"),
+        ((*setup, "loss.strength_sampling=uniform"), "trained with loss.strength_sampling=arcsine"),
+        ((*setup, "loss.strength_ends=0"), "trained with loss.strength_ends=0.3"),
     ]:
         other = compare(tmp_path, "steps=3", *args)
         assert other.returncode == 2

@@ -436,7 +436,9 @@ def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, samp
     cfg = tiny_config(tmp_path, painting, **overrides)
     system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
     system.g_step = 7
-    expected = sample_strengths(4, sampling, seeded_generator(cfg.seed, "strength", 0, 7))
+    assert cfg.loss.strength_ends == 0.3  # the default: 30% of the draws at the ends
+    gen = seeded_generator(cfg.seed, "strength", 0, 7)
+    expected = sample_strengths(4, sampling, gen, cfg.loss.strength_ends)
     assert torch.equal(system._sample_strength(4), expected)
     assert torch.equal(system._sample_strength(4), expected)  # the same step draws the same
 

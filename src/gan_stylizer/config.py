@@ -58,9 +58,12 @@ class LossConfig:
     alpha_min: float = 1.0
     alpha_max: float = 25.0
     # How each image's s is drawn: uniform in [0, 1], or arcsine (Beta(½, ½): s = sin²(π·u/2),
-    # twice uniform's share within 0.1 of either end, where one α has no neighbour beyond it).
-    strength_sampling: str = "uniform"  # uniform | arcsine
-    strength_ends: float = 0.0  # this share of the draws exactly at s = 0 or 1 (half each)
+    # twice uniform's share within 0.1 of each end, where an α has neighbours on one side
+    # only); strength_ends of the draws exactly at s = 0 or 1, half each. Measured at 1000
+    # steps (docs/results.md): arcsine with 0.3 at the ends brings the dial's ends to the
+    # dedicated models without moving its middle.
+    strength_sampling: str = "arcsine"  # uniform | arcsine
+    strength_ends: float = 0.3
     style_layers: dict[str, float] = field(
         default_factory=lambda: {
             name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
