@@ -119,11 +119,10 @@ def ensure_trained(
     trainings: list[Training], steps: int, jobs: int = 1, threads: int = 0
 ) -> dict[str, Path]:
     """Each recipe's checkpoint of exactly `steps` generator steps (or its own Training.steps):
-    reused, resumed or trained
-    (logs in <run>/compare_train.log), at most `jobs` at once, each with threads // jobs threads
-    and at least one (on 2 cores, two 1-thread trainings side by side finish sooner than two
-    2-thread ones in a row; jobs=3 there shares the cores three ways). SIGTERM or Ctrl-C stops
-    the trainings too; they save last.ckpt and a rerun resumes."""
+    reused, resumed or trained (logs in <run>/compare_train.log), at most `jobs` at once, each
+    with threads // jobs threads and at least one (on 2 cores, two 1-thread trainings side by
+    side finish sooner than two 2-thread ones in a row; jobs=3 there shares the cores three
+    ways). SIGTERM or Ctrl-C stops the trainings too; they save last.ckpt and a rerun resumes."""
     jobs = max(1, min(jobs, len(trainings)))
     total = threads if threads > 0 else len(os.sched_getaffinity(0))
     per_job = max(1, total // jobs) if jobs > 1 else threads
