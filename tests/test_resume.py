@@ -159,11 +159,14 @@ def test_ctrl_c_finishes_the_batch_saves_and_the_run_resumes_exactly(
 
     settings = {"trainer.steps": 4, "trainer.ckpt_every": 100}
     out = tmp_path / "run"
+    # What was there before the run: Python's handler, or SIG_IGN where the tests were started
+    # in the background (a shell without job control ignores SIGINT for them).
+    before = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(train_mod, "StylizerSystem", CtrlC)
     with pytest.raises(train_mod.TrainingInterrupted, match="generator step 2 of 4"):
         run(tiny_config(photo_dir, painting, **settings), out)
     monkeypatch.undo()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
     saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["gan_stylizer"]["g_step"] == 2  # batch 2 completed, then saved
     assert not (out / "metrics.json").exists()  # summed up when the run completes
