@@ -40,7 +40,6 @@ from trainings import (
     UsageError,
     ensure_trained,
     parse_key_values,
-    trained_steps,
 )
 
 from gan_stylizer.checkpoint import load_generator
@@ -153,6 +152,20 @@ def alpha_at(args: dict, strength: float) -> float:
     return float(strength_to_alpha(strength, args["alpha_min"], args["alpha_max"]))
 
 
+# What a run's config holds for a setting it was trained before the option existed.
+BEFORE_THE_OPTION = {
+    "adv_balance": "batch",  # one balance per batch
+    "perceptual_balance": "none",  # each image's loss as is
+    "strength_sampling": "uniform",
+    "strength_ends": 0.0,
+}
+
+
+def trained_with(loss: dict, name: str):
+    """loss.<name> a run was trained with (its config's loss section)."""
+    return loss.get(name, BEFORE_THE_OPTION[name])
+
+
 def same_number(trained: float, requested: str) -> bool:
     try:
         return math.isclose(trained, float(requested))
@@ -176,8 +189,6 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     if args["style_path"] is not None:
         common.append(f"style.path={args['style_path']}")
     common += extra
-    # Checkpoints from before loss.adv_balance / loss.perceptual_balance existed balanced per
-    # batch / took each image's loss as is.
     requested = {
         "adv_balance": "auto",
         "perceptual_balance": "auto",
@@ -198,11 +209,11 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         trained = (loss.get("alpha_min"), loss.get("alpha_max"))
         if trained != (args["alpha_min"], args["alpha_max"]):
             return f"trained with loss.alpha_min, alpha_max = {trained}"
-        balance = resolve_adv_balance(loss.get("adv_balance", "batch"), conditioned=True)
+        balance = resolve_adv_balance(trained_with(loss, "adv_balance"), conditioned=True)
         if balance != resolve_adv_balance(requested["adv_balance"], conditioned=True):
             return f"trained with loss.adv_balance={balance}"
         perceptual = resolve_perceptual_balance(
-            loss.get("perceptual_balance", "none"), conditioned=True
+            trained_with(loss, "perceptual_balance"), conditioned=True
         )
         if perceptual != resolve_perceptual_balance(
             requested["perceptual_balance"], conditioned=True
@@ -211,10 +222,10 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         mult = config.get("trainer", {}).get("lr_strength_mult", 1.0)
         if not same_number(mult, requested["lr_strength_mult"]):
             return f"trained with trainer.lr_strength_mult={mult:g}"
-        sampling = loss.get("strength_sampling", "uniform")  # as before the option
+        sampling = trained_with(loss, "strength_sampling")
         if sampling != requested["strength_sampling"]:
             return f"trained with loss.strength_sampling={sampling}"
-        ends = loss.get("strength_ends", 0.0)
+        ends = trained_with(loss, "strength_ends")
         if not same_number(ends, requested["strength_ends"]):
             return f"trained with loss.strength_ends={ends:g}"
         return None
@@ -224,7 +235,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
             if config["model"]["generator"].get("conditioned", False):
                 return "a conditioned generator"
             balance = resolve_adv_balance(
-                config["loss"].get("adv_balance", "batch"), conditioned=False
+                trained_with(config["loss"], "adv_balance"), conditioned=False
             )
             if balance != resolve_adv_balance(requested["adv_balance"], conditioned=False):
                 return f"trained with loss.adv_balance={balance}"
@@ -276,7 +287,9 @@ def stamp(ckpt: Path) -> list[int]:
     return [info.st_size, info.st_mtime_ns]
 
 
-def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, list[dict]]:
+def earlier_evaluations(
+    args: dict, ckpts: dict, budget: dict, names: list[str]
+) -> dict[str, list[dict]]:
     """reuse=results.json of an earlier comparison: its per-photo rows (keyed as in its
     per_image: each dedicated model, conditioned_s<strength>) of every model whose checkpoint
     (path, steps, and file size and time where recorded) is the same, if it measured the same
@@ -298,7 +311,7 @@ def earlier_evaluations(args: dict, ckpts: dict, names: list[str]) -> dict[str, 
         recorded = earlier.get("checkpoint_stamps", {}).get(key)
         if (
             Path(earlier["checkpoints"].get(key, "")).resolve() != ckpt.resolve()
-            or earlier["trained_steps"].get(key) != trained_steps(ckpt)
+            or earlier["trained_steps"].get(key) != budget[key]
             or (recorded is not None and recorded != stamp(ckpt))
         ):
             continue
@@ -325,7 +338,10 @@ def main(argv: list[str]) -> int:
     args, extra = parse_args(argv)
     if args["threads"] > 0:
         torch.set_num_threads(args["threads"])
-    ckpts = ensure_trained(recipes(args, extra), args["steps"], args["jobs"], args["threads"])
+    trainings = recipes(args, extra)
+    ckpts = ensure_trained(trainings, args["steps"], args["jobs"], args["threads"])
+    # ensure_trained returns each recipe's checkpoint of exactly its budget.
+    budget = {t.key: t.steps or args["steps"] for t in trainings}
 
     photos, skipped = load_photos(args["val"], args["size"], args["limit"])
     for line in skipped:
@@ -342,7 +358,7 @@ def main(argv: list[str]) -> int:
     configs = {key: config for key, (_, config) in models.items()}
     generators = {key: generator.to(device) for key, (generator, _) in models.items()}
     conditioned = generators["conditioned"]
-    earlier = earlier_evaluations(args, ckpts, [p.name for p in photos])
+    earlier = earlier_evaluations(args, ckpts, budget, [p.name for p in photos])
     curve_rows: dict[float, list[dict]] = {}
     for s in args["curve"]:
         if f"conditioned_s{s:g}" in earlier:
@@ -409,23 +425,19 @@ def main(argv: list[str]) -> int:
         f"({', '.join(f'{v:.4g}' for v in curve_style)}; on {per_photo} of {n} photos "
         f"alone); content loss {', '.join(f'{v:.4g}' for v in curve_content)}.\n"
     )
-    budget = {key: trained_steps(p) for key, p in ckpts.items()}
     cond_loss = configs["conditioned"]["loss"]
+    ends = trained_with(cond_loss, "strength_ends")
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
         f"{device}; {budget_words(args)} with "
         f"experiment={args['recipe']} (conditioned: run {args['conditioned']}, α from "
         f"{args['alpha_min']:g} to {args['alpha_max']:g}, adversarial share balanced per "
-        f"{resolve_adv_balance(cond_loss.get('adv_balance', 'batch'), conditioned=True)}, "
+        f"{resolve_adv_balance(trained_with(cond_loss, 'adv_balance'), conditioned=True)}, "
         f"perceptual balance "
-        f"{resolve_perceptual_balance(cond_loss.get('perceptual_balance', 'none'), True)}, "
-        f"strengths drawn {cond_loss.get('strength_sampling', 'uniform')}"
-        + (
-            f", {cond_loss['strength_ends']:.0%} at the ends"
-            if cond_loss.get("strength_ends", 0)
-            else ""
-        )
+        f"{resolve_perceptual_balance(trained_with(cond_loss, 'perceptual_balance'), True)}, "
+        f"strengths drawn {trained_with(cond_loss, 'strength_sampling')}"
+        + (f", {ends:.0%} at the ends" if ends else "")
         + ").\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")

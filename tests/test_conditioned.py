@@ -276,31 +276,35 @@ def test_the_sample_grid_shows_the_dial(tmp_path, conditioned, cells):
     assert tuple(grid.shape[-2:]) == (2 * 32 + 4, cells * 48 + (cells - 1) * 4)
 
 
-def output_gradient_probe(tmp_path: Path, **overrides):
-    """A conditioned system whose α spans 1…1000, style term alone (each image's perceptual
-    gradient scales with its α), and `step(content, stylized, strength, adversarial)` that runs
-    one generator step and returns the gradient it would push through G at the output pixels
-    (nothing is updated)."""
+def conditioned_system(photos: Path, tmp_path: Path, **overrides):
+    """(a StylizerSystem with a conditioned generator on tiny settings, its config)."""
     from test_training import tiny_config
 
     from gan_stylizer.images import load_image
     from gan_stylizer.system import StylizerSystem
     from gan_stylizer.train import build_criterion
 
+    painting = write_painting(tmp_path / "painting.png")
+    cfg = tiny_config(photos, painting, **{"model.generator.conditioned": True, **overrides})
+    return StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64)), cfg
+
+
+def output_gradient_probe(tmp_path: Path, **overrides):
+    """A conditioned system whose α spans 1…1000, style term alone (each image's perceptual
+    gradient scales with its α), and `step(content, stylized, strength, adversarial)` that runs
+    one generator step and returns the gradient it would push through G at the output pixels
+    (nothing is updated)."""
     photos = tmp_path / "photos"
     for i in range(2):
         write_photo(photos / f"p{i}.png", (64, 48), seed=i)
-    painting = write_painting(tmp_path / "painting.png")
     settings = {
-        "model.generator.conditioned": True,
         "loss.tv": 0.0,
         "loss.beta": 0.0,
         "loss.alpha_min": 1.0,
         "loss.alpha_max": 1000.0,
         **overrides,
     }
-    cfg = tiny_config(photos, painting, **settings)
-    system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+    system, cfg = conditioned_system(photos, tmp_path, **settings)
     captured = []
     system._finite = lambda loss, what: True
     system._clip_and_check = lambda opt, module, what: False  # no step: nothing changes
@@ -372,16 +376,7 @@ def test_each_image_of_a_mixed_batch_pulls_on_the_generator(tmp_path, balance):
 def test_the_strength_path_can_learn_faster(tmp_path, mult):
     """trainer.lr_strength_mult: the embedding and FiLM layers get lr_g × mult in their own
     parameter group; at 1 there is one group, as in checkpoints from before the option."""
-    from test_training import tiny_config
-
-    from gan_stylizer.images import load_image
-    from gan_stylizer.system import StylizerSystem
-    from gan_stylizer.train import build_criterion
-
-    painting = write_painting(tmp_path / "painting.png")
-    overrides = {"model.generator.conditioned": True, "trainer.lr_strength_mult": mult}
-    cfg = tiny_config(tmp_path, painting, **overrides)
-    system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+    system, cfg = conditioned_system(tmp_path, tmp_path, **{"trainer.lr_strength_mult": mult})
     opt_g, _ = system.configure_optimizers()
     names = {id(p): n for n, p in system.generator.named_parameters()}
     groups = [(g["lr"], [names[id(p)] for p in g["params"]]) for g in opt_g.param_groups]
@@ -411,12 +406,8 @@ def test_a_negative_strength_learning_rate_is_refused(tmp_path):
 def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, sampling, end_share):
     """loss.strength_sampling: arcsine (Beta(½, ½)) draws twice uniform's share within 0.1 of
     each end of the dial; the draws are in [0, 1] and set by (seed, rank, step)."""
-    from test_training import tiny_config
-
-    from gan_stylizer.images import load_image
     from gan_stylizer.seeding import seeded_generator
-    from gan_stylizer.system import StylizerSystem, sample_strengths
-    from gan_stylizer.train import build_criterion
+    from gan_stylizer.system import sample_strengths
 
     draws = sample_strengths(40_000, sampling, torch.Generator().manual_seed(0))
     assert 0.0 <= draws.min() and draws.max() <= 1.0
@@ -431,10 +422,7 @@ def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, samp
     inside = (with_ends > 0) & (with_ends < 1)
     assert torch.equal(with_ends[inside], draws[inside])
 
-    painting = write_painting(tmp_path / "painting.png")
-    overrides = {"model.generator.conditioned": True, "loss.strength_sampling": sampling}
-    cfg = tiny_config(tmp_path, painting, **overrides)
-    system = StylizerSystem(cfg, build_criterion(cfg.loss), load_image(painting, size=64))
+    system, cfg = conditioned_system(tmp_path, tmp_path, **{"loss.strength_sampling": sampling})
     system.g_step = 7
     assert cfg.loss.strength_ends == 0.3  # the default: 30% of the draws at the ends
     gen = seeded_generator(cfg.seed, "strength", 0, 7)
