@@ -158,6 +158,7 @@ BEFORE_THE_OPTION = {
     "perceptual_balance": "none",  # each image's loss as is
     "strength_sampling": "uniform",
     "strength_ends": 0.0,
+    "strength_margin": 0.0,
 }
 
 
@@ -195,6 +196,7 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         "lr_strength_mult": "1",
         "strength_sampling": LossConfig.strength_sampling,
         "strength_ends": str(LossConfig.strength_ends),
+        "strength_margin": str(LossConfig.strength_margin),
     }
     for item in extra:
         key, _, value = item.partition("=")
@@ -228,6 +230,9 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         ends = trained_with(loss, "strength_ends")
         if not same_number(ends, requested["strength_ends"]):
             return f"trained with loss.strength_ends={ends:g}"
+        margin = trained_with(loss, "strength_margin")
+        if not same_number(margin, requested["strength_margin"]):
+            return f"trained with loss.strength_margin={margin:g}"
         return None
 
     def dedicated_check(alpha: float):
@@ -427,6 +432,7 @@ def main(argv: list[str]) -> int:
     )
     cond_loss = configs["conditioned"]["loss"]
     ends = trained_with(cond_loss, "strength_ends")
+    margin = trained_with(cond_loss, "strength_margin")
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
@@ -438,6 +444,7 @@ def main(argv: list[str]) -> int:
         f"{resolve_perceptual_balance(trained_with(cond_loss, 'perceptual_balance'), True)}, "
         f"strengths drawn {trained_with(cond_loss, 'strength_sampling')}"
         + (f", {ends:.0%} at the ends" if ends else "")
+        + (f", over [{-margin:g}, {1 + margin:g}]" if margin else "")
         + ").\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")

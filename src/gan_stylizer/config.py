@@ -64,6 +64,9 @@ class LossConfig:
     # dedicated models without moving its middle.
     strength_sampling: str = "arcsine"  # uniform | arcsine
     strength_ends: float = 0.3
+    # Training draws s over [−m, 1 + m] (α beyond alpha_min…alpha_max by the same log scale),
+    # so that s = 0 and 1 lie inside the trained range; inference still takes s in [0, 1].
+    strength_margin: float = 0.0
     style_layers: dict[str, float] = field(
         default_factory=lambda: {
             name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
@@ -255,6 +258,8 @@ def validate_loss(cfg: LossConfig) -> None:
     _choice("loss.strength_sampling", cfg.strength_sampling, STRENGTH_SAMPLINGS)
     if not 0.0 <= cfg.strength_ends < 1.0:
         raise ConfigError(f"loss.strength_ends={cfg.strength_ends} must be in [0, 1)")
+    if not 0.0 <= cfg.strength_margin <= 0.5:
+        raise ConfigError(f"loss.strength_margin={cfg.strength_margin} must be in [0, 0.5]")
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
     _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
     if not cfg.style_layers:

@@ -51,11 +51,13 @@ def strength_to_alpha(strength: torch.Tensor | float, alpha_min: float, alpha_ma
 
 
 def sample_strengths(
-    n: int, sampling: str, gen: torch.Generator, ends: float = 0.0
+    n: int, sampling: str, gen: torch.Generator, ends: float = 0.0, margin: float = 0.0
 ) -> torch.Tensor:
     """n strengths in [0, 1]: uniform, or arcsine (Beta(½, ½), s = sin²(π·u/2) for u uniform:
     density 1/(π·√(s(1−s))): 20% of draws within 0.1 of each end, where uniform has 10%);
-    with ends > 0, that share of the draws is exactly 0 or 1, half each."""
+    with ends > 0, that share of the draws is exactly 0 or 1, half each. With margin m > 0 the
+    draws are stretched over [−m, 1 + m] (the ends' share at −m and 1 + m), so that s = 0 and
+    s = 1 have trained neighbours on both sides."""
     u, pick = torch.rand(n, generator=gen), torch.rand(n, generator=gen)
     if sampling == "uniform":
         s = u
@@ -64,7 +66,8 @@ def sample_strengths(
     else:
         raise ValueError(f"loss.strength_sampling must be uniform or arcsine, got {sampling!r}")
     at_end = pick < ends
-    return torch.where(at_end, (pick < ends / 2).to(s.dtype), s)
+    s = torch.where(at_end, (pick < ends / 2).to(s.dtype), s)
+    return s * (1 + 2 * margin) - margin if margin else s
 
 
 def random_style_crops(
@@ -155,7 +158,10 @@ class StylizerSystem(L.LightningModule):
 
         skipped_before = self.nonfinite_total
         strength = self._sample_strength(content.shape[0]) if self.generator.conditioned else None
-        stylized = self.generator(content, strength)
+        if strength is None:
+            stylized = self.generator(content)
+        else:  # s may lie a margin beyond [0, 1] (loss.strength_margin)
+            stylized = self.generator.forward_embedded(content, self.generator.embed(strength))
         logs: dict[str, torch.Tensor] = {}
         if adversarial:
             logs |= self._discriminator_step(opt_d, content.shape[0], stylized.detach())
@@ -171,12 +177,17 @@ class StylizerSystem(L.LightningModule):
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
 
     def _sample_strength(self, batch_size: int) -> torch.Tensor:
-        """One style strength per image in [0, 1], by loss.strength_sampling; drawn per (seed,
+        """One style strength per image in [−m, 1 + m] (m = loss.strength_margin, usually
+        [0, 1]), by loss.strength_sampling; drawn per (seed,
         rank, step) like the data, so a resumed run draws what an uninterrupted one would."""
         gen = seeded_generator(self.cfg.seed, "strength", self.global_rank, self.g_step)
         loss_cfg = self.cfg.loss
         strength = sample_strengths(
-            batch_size, loss_cfg.strength_sampling, gen, loss_cfg.strength_ends
+            batch_size,
+            loss_cfg.strength_sampling,
+            gen,
+            loss_cfg.strength_ends,
+            loss_cfg.strength_margin,
         )
         return strength.to(self.device)
 

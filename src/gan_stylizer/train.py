@@ -422,6 +422,11 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
             f"{resolve_adv_balance(loss.adv_balance, True)}, strength path at "
             f"{t.lr_strength_mult:g}× lr_g, strengths drawn {loss.strength_sampling}"
             + (f", {loss.strength_ends:.0%} at the ends" if loss.strength_ends else "")
+            + (
+                f", over [{-loss.strength_margin:g}, {1 + loss.strength_margin:g}]"
+                if loss.strength_margin
+                else ""
+            )
             + ")"
             if cfg.model.generator.conditioned
             else ""

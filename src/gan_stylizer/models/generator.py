@@ -234,6 +234,13 @@ class Generator(nn.Module):
         y = self.trunk(x, emb)[..., :h, :w]
         return torch.sigmoid(y.float())
 
+    def forward_embedded(self, content: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """forward() with the strength embedding [B, COND_DIM] given (self.embed(s)): training
+        draws s a margin beyond [0, 1] (loss.strength_margin), which forward() refuses."""
+        h, w = content.shape[-2:]
+        y = self.trunk(self.prepare(content), emb)[..., :h, :w]
+        return torch.sigmoid(y.float())
+
 
 def _conditioned(module: nn.Module, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
     """Run a part of the generator with the strength embedding handed to every conditioned norm
