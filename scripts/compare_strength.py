@@ -50,6 +50,7 @@ from gan_stylizer.config import (
     resolve_adv_balance,
     resolve_perceptual_balance,
     to_dataclass,
+    trained_with,
 )
 from gan_stylizer.evaluate import (
     Evaluator,
@@ -150,21 +151,6 @@ def budget_words(args: dict) -> str:
 
 def alpha_at(args: dict, strength: float) -> float:
     return float(strength_to_alpha(strength, args["alpha_min"], args["alpha_max"]))
-
-
-# What a run's config holds for a setting it was trained before the option existed.
-BEFORE_THE_OPTION = {
-    "adv_balance": "batch",  # one balance per batch
-    "perceptual_balance": "none",  # each image's loss as is
-    "strength_sampling": "uniform",
-    "strength_ends": 0.0,
-    "strength_margin": 0.0,
-}
-
-
-def trained_with(loss: dict, name: str):
-    """loss.<name> a run was trained with (its config's loss section)."""
-    return loss.get(name, BEFORE_THE_OPTION[name])
 
 
 def same_number(trained: float, requested: str) -> bool:

@@ -431,6 +431,50 @@ def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, samp
     assert torch.equal(system._sample_strength(4), expected)  # the same step draws the same
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "arcsine"])
+def test_a_margin_stretches_the_training_strengths_beyond_the_dial(tmp_path, sampling):
+    """loss.strength_margin m: the draws are stretched over [−m, 1 + m] (the ends' share at −m
+    and 1 + m), so s = 0 and 1 lie inside the trained range; training runs there, with α on
+    the same log scale beyond alpha_min…alpha_max, while inference still refuses s ∉ [0, 1]."""
+    from gan_stylizer.system import sample_strengths
+
+    plain = sample_strengths(40_000, sampling, torch.Generator().manual_seed(0), ends=0.3)
+    wide = sample_strengths(
+        40_000, sampling, torch.Generator().manual_seed(0), ends=0.3, margin=0.25
+    )
+    assert torch.allclose(wide, plain * 1.5 - 0.25)
+    assert wide.min().item() == pytest.approx(-0.25) and wide.max().item() == pytest.approx(1.25)
+    assert (wide == -0.25).float().mean().item() == pytest.approx(0.15, abs=0.01)
+    assert (wide == 1.25).float().mean().item() == pytest.approx(0.15, abs=0.01)
+    assert 0.5 < ((wide > 1) | (wide < 0)).float().mean().item() < 0.7  # 0.53, 0.67
+
+    photos = tmp_path / "photos"
+    for i in range(2):
+        write_photo(photos / f"p{i}.png", (40, 40), seed=i)
+    settings = {"loss.strength_sampling": sampling, "loss.strength_margin": 0.25}
+    system, cfg = conditioned_system(photos, tmp_path, **settings)
+    system.g_step = 3
+    strength = system._sample_strength(64)
+    assert strength.min() < 0 and strength.max() > 1
+    # α beyond the configured range by the same log scale
+    alphas = strength_to_alpha(strength, cfg.loss.alpha_min, cfg.loss.alpha_max)
+    assert alphas.max().item() == pytest.approx(cfg.loss.alpha_max * 25**0.25, rel=1e-4)
+    # a short run with strengths beyond [0, 1] trains, and its model card says so; the
+    # trained generator still refuses s outside [0, 1]
+    from test_training import tiny_config
+
+    from gan_stylizer.train import run
+
+    short = {"model.generator.conditioned": True, "trainer.steps": 3, "loss.adv": 0.1}
+    cfg = tiny_config(photos, tmp_path / "painting.png", **settings, **short)
+    generator, _ = load_generator(run(cfg, tmp_path / "run"))
+    card = (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
+    assert "over [-0.25, 1.25]" in card
+    assert all(torch.isfinite(p).all() for p in generator.parameters())
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+        generator(torch.rand(1, 3, 32, 32), 1.25)
+
+
 def test_an_unknown_strength_sampling_or_share_of_ends_is_refused(tmp_path):
     from test_training import tiny_config
 
@@ -443,4 +487,8 @@ def test_an_unknown_strength_sampling_or_share_of_ends_is_refused(tmp_path):
     for ends in (-0.1, 1.0):
         cfg = tiny_config(tmp_path, painting, **{"loss.strength_ends": ends})
         with pytest.raises(ConfigError, match=r"loss.strength_ends=.* must be in \[0, 1\)"):
+            validate_train(cfg)
+    for margin in (-0.1, 0.6):
+        cfg = tiny_config(tmp_path, painting, **{"loss.strength_margin": margin})
+        with pytest.raises(ConfigError, match=r"loss.strength_margin=.* must be in \[0, 0.5\]"):
             validate_train(cfg)

@@ -106,6 +106,51 @@ def test_auto_resume_refuses_another_run_in_the_same_directory(tmp_path, photo_d
     )
 
 
+def test_a_run_from_before_an_option_resumes_only_as_it_was_trained(tmp_path, painting):
+    """A saved config without a loss option (say loss.strength_ends) was trained as before the
+    option: auto-resume goes on only where the command asks for the same, auto resolved."""
+    from gan_stylizer.config import to_plain
+    from gan_stylizer.train import check_same_run
+
+    def checkpoint(conditioned: bool) -> dict:
+        config = to_plain(
+            tiny_config(tmp_path, painting, **{"model.generator.conditioned": conditioned})
+        )
+        for name in ("adv_balance", "perceptual_balance", "strength_sampling", "strength_ends"):
+            del config["loss"][name]
+        return {"hyper_parameters": {"config": config}, "gan_stylizer": {"g_step": 5}}
+
+    def now(conditioned: bool, **overrides):
+        return tiny_config(
+            tmp_path, painting, **{"model.generator.conditioned": conditioned, **overrides}
+        )
+
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    dial = checkpoint(conditioned=True)
+    more = r"\(and 3 more: loss\.perceptual_balance, loss\.strength_ends, loss\.strength_sampling\)"
+    with pytest.raises(ConfigError, match=r"asks for loss\.adv_balance=auto " + more):
+        check_same_run(path, dial, now(True))
+    before = {
+        "loss.adv_balance": "batch",
+        "loss.perceptual_balance": "none",
+        "loss.strength_sampling": "uniform",
+        "loss.strength_ends": 0.0,
+    }
+    check_same_run(path, dial, now(True, **before))
+    with pytest.raises(
+        ConfigError,
+        match=r"loss\.strength_ends=0\.0, this command asks for loss\.strength_ends=0\.3",
+    ):
+        check_same_run(path, dial, now(True, **(before | {"loss.strength_ends": 0.3})))
+    # A plain generator draws no strengths and its auto balance is per batch: the defaults match.
+    plain = checkpoint(conditioned=False)
+    check_same_run(path, plain, now(False))
+    with pytest.raises(
+        ConfigError, match=r"loss\.adv_balance=batch, this command asks for loss\.adv_balance=image"
+    ):
+        check_same_run(path, plain, now(False, **{"loss.adv_balance": "image"}))
+
+
 def test_a_killed_hpc_checkpoint_is_skipped_and_the_newest_readable_one_resumed(
     tmp_path, photo_dir, painting
 ):

@@ -244,6 +244,34 @@ def resolve_perceptual_balance(setting: str, conditioned: bool) -> str:
     return "alpha" if setting == "auto" else setting
 
 
+# What training did for a loss setting before the option existed: a run whose saved config
+# lacks the key was trained so (the resume check and scripts/compare_strength.py read it so).
+BEFORE_THE_OPTION = {
+    "adv_balance": "batch",  # one balance per batch
+    "perceptual_balance": "none",  # each image's loss as is
+    "strength_sampling": "uniform",
+    "strength_ends": 0.0,
+    "strength_margin": 0.0,
+}
+
+
+def trained_with(loss: dict, name: str):
+    """loss.<name> a run was trained with, from its saved config's loss section."""
+    return loss.get(name, BEFORE_THE_OPTION[name])
+
+
+def applied_loss_setting(name: str, value, conditioned: bool):
+    """A loss setting of BEFORE_THE_OPTION as training applies it (auto resolved; the strength
+    draws are None for a plain generator, which has none)."""
+    if name == "adv_balance":
+        return resolve_adv_balance(value, conditioned)
+    if name == "perceptual_balance":
+        return resolve_perceptual_balance(value, conditioned)
+    if not conditioned:
+        return None
+    return float(value) if isinstance(value, int | float) else value
+
+
 def validate_loss(cfg: LossConfig) -> None:
     from gan_stylizer.losses import ADVERSARIAL_LOSSES
     from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES

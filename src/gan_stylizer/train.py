@@ -27,8 +27,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gan_stylizer.checkpoint import CheckpointError, load_checkpoint
 from gan_stylizer.config import (
+    BEFORE_THE_OPTION,
     ConfigError,
     TrainConfig,
+    applied_loss_setting,
     resolve_adv_balance,
     resolve_perceptual_balance,
     to_plain,
@@ -701,6 +703,16 @@ def check_same_run(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
     """ckpt_path=auto resumes a run directory only with the settings it was started with (up to
     SESSION_KEYS): another loss or seed in the same directory is another run, not a restart."""
     saved, now = _flat(saved_config(path, ckpt)), _flat(to_plain(cfg))
+    # A loss option the run predates: it was trained as before the option, and continues so
+    # only where this command asks for the same (auto resolved).
+    conditioned = bool(saved.get("model.generator.conditioned", False))
+    for name, before in BEFORE_THE_OPTION.items():
+        key = f"loss.{name}"
+        if key not in saved and key in now:
+            same = applied_loss_setting(name, before, conditioned) == applied_loss_setting(
+                name, now[key], conditioned
+            )
+            saved[key] = now[key] if same else before
     changed = sorted(
         k for k in saved.keys() & now.keys() if k not in SESSION_KEYS and saved[k] != now[k]
     )
