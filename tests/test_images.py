@@ -337,6 +337,19 @@ def test_make_grid_shape_and_padding():
     assert images.make_grid([[a, b]], pad=0, height=5).shape == (1, 3, 5, 15)
 
 
+def test_make_grid_same_width_fits_rows_of_portraits_without_white_space():
+    landscape, portrait = torch.zeros(1, 3, 10, 20), torch.zeros(1, 3, 20, 10)
+    rows = [[landscape, landscape], [portrait, portrait]]
+    assert images.make_grid(rows, pad=2).shape == (1, 3, 22, 42)  # row 2: 5+2+5 wide
+    grid = images.make_grid(rows, pad=2, same_width=True)
+    assert grid.shape == (1, 3, 10 + 2 + 40, 42)  # row 2 at height 40 spans the width
+    assert grid[0, :, 12:, :20].max().item() == 0.0 and grid[0, :, 12:, 22:].max().item() == 0.0
+    assert grid[0, :, 12:, 20:22].min().item() == 1.0  # the gap keeps its width
+    # a row that cannot be fitted exactly stays within the width, padded by at most a pixel
+    odd = images.make_grid([[landscape, landscape], [torch.zeros(1, 3, 7, 3)]], same_width=True)
+    assert odd.shape[-1] == 44 and odd[0, :, 14:, :43].max().item() == 0.0
+
+
 def test_preserve_color_keeps_luminance_of_stylized_and_chroma_of_content():
     torch.manual_seed(0)
     content = 0.3 + 0.4 * torch.rand(1, 3, 8, 8)

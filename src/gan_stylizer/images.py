@@ -450,13 +450,18 @@ def _as_batch(image: torch.Tensor) -> torch.Tensor:
 
 
 def make_grid(
-    rows: list[list[torch.Tensor]], pad: int = 4, height: int | None = None
+    rows: list[list[torch.Tensor]],
+    pad: int = 4,
+    height: int | None = None,
+    same_width: bool = False,
 ) -> torch.Tensor:
     """Contact sheet: rows of [1, 3, h, w] / [3, h, w] cells in [0, 1] -> [1, 3, H, W] on CPU.
 
     Every cell is scaled to a common height (default: the first cell's), keeping its aspect;
     cells in a row and the rows themselves are separated by `pad` white pixels, and shorter rows
-    are padded on the right with white to the widest one.
+    are padded on the right with white to the widest one. same_width: each row instead gets the
+    height at which it spans the widest row (rows of portrait photos come out taller), so
+    photos of mixed orientations leave no white space.
     """
     if not rows or not all(rows):
         raise ValueError("make_grid needs at least one row, and at least one cell in every row")
@@ -466,24 +471,39 @@ def make_grid(
     if height < 1:
         raise ValueError(f"height must be positive, got {height}")
 
-    strips = []
+    cells = []
     for row in rows:
-        pieces = []
+        row_cells = []
         for cell in row:
             cell = _as_batch(cell).detach().to("cpu", torch.float32)
             _check_rgb(cell, "grid cell")
             if cell.shape[0] != 1:
                 raise ValueError(f"grid cells are single images, got a batch of {cell.shape[0]}")
-            h, w = cell.shape[-2:]
-            size = (height, max(1, (w * height + h // 2) // h))
-            if size != (h, w):
+            row_cells.append(cell)
+        cells.append(row_cells)
+
+    def width_at(row: list[torch.Tensor], h: int) -> int:
+        return sum(_width_at(cell, h) for cell in row) + pad * (len(row) - 1)
+
+    width = max(width_at(row, height) for row in cells)
+    strips = []
+    for row in cells:
+        h = height
+        if same_width:  # the tallest height at which the row still fits the width
+            aspects = sum(cell.shape[-1] / cell.shape[-2] for cell in row)
+            h = max(1, int((width - pad * (len(row) - 1)) / aspects) + 1)
+            while h > 1 and width_at(row, h) > width:
+                h -= 1
+        pieces = []
+        for cell in row:
+            size = (h, _width_at(cell, h))
+            if size != tuple(cell.shape[-2:]):
                 cell = F.interpolate(
                     cell, size=size, mode="bilinear", antialias=True, align_corners=False
                 )
-            pieces += [cell.clamp(0, 1), torch.ones(1, 3, height, pad)]
+            pieces += [cell.clamp(0, 1), torch.ones(1, 3, h, pad)]
         strips.append(torch.cat(pieces[:-1], dim=-1))
 
-    width = max(strip.shape[-1] for strip in strips)
     pieces = []
     for strip in strips:
         pieces += [
@@ -491,6 +511,12 @@ def make_grid(
             torch.ones(1, 3, pad, width),
         ]
     return torch.cat(pieces[:-1], dim=-2)
+
+
+def _width_at(cell: torch.Tensor, height: int) -> int:
+    """A [1, 3, h, w] cell's width when scaled to `height`, keeping its aspect."""
+    h, w = cell.shape[-2:]
+    return max(1, (w * height + h // 2) // h)
 
 
 def caption(image: torch.Tensor, text: str, scale: float = 0.07) -> torch.Tensor:

@@ -283,7 +283,7 @@ class SampleGrid(Callback):
                 )
             else:
                 rows.append([image, g(content).float().cpu()])
-        grid = make_grid(rows)
+        grid = make_grid(rows, same_width=True)
         step = pl_module.g_step
         save_image(grid, self.out_dir / f"step_{step:06d}.png")
         logger = trainer.logger
