@@ -140,7 +140,7 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         ((*setup, "trainer.lr_strength_mult=10"), "trained with trainer.lr_strength_mult=1"),
         ((*setup, "loss.strength_sampling=uniform"), "trained with loss.strength_sampling=arcsine"),
         ((*setup, "loss.strength_ends=0"), "trained with loss.strength_ends=0.3"),
-        ((*setup, "loss.strength_margin=0.1"), "trained with loss.strength_margin=0"),
+        ((*setup, "loss.strength_margin=0"), "trained with loss.strength_margin=0.1"),
     ]:
         other = compare(tmp_path, "steps=3", *args)
         assert other.returncode == 2

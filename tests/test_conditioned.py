@@ -424,9 +424,10 @@ def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, samp
 
     system, cfg = conditioned_system(tmp_path, tmp_path, **{"loss.strength_sampling": sampling})
     system.g_step = 7
-    assert cfg.loss.strength_ends == 0.3  # the default: 30% of the draws at the ends
+    # the defaults: 30% of the draws at the ends, stretched over [−0.1, 1.1]
+    assert (cfg.loss.strength_ends, cfg.loss.strength_margin) == (0.3, 0.1)
     gen = seeded_generator(cfg.seed, "strength", 0, 7)
-    expected = sample_strengths(4, sampling, gen, cfg.loss.strength_ends)
+    expected = sample_strengths(4, sampling, gen, 0.3, 0.1)
     assert torch.equal(system._sample_strength(4), expected)
     assert torch.equal(system._sample_strength(4), expected)  # the same step draws the same
 

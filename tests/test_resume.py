@@ -109,14 +109,14 @@ def test_auto_resume_refuses_another_run_in_the_same_directory(tmp_path, photo_d
 def test_a_run_from_before_an_option_resumes_only_as_it_was_trained(tmp_path, painting):
     """A saved config without a loss option (say loss.strength_ends) was trained as before the
     option: auto-resume goes on only where the command asks for the same, auto resolved."""
-    from gan_stylizer.config import to_plain
+    from gan_stylizer.config import BEFORE_THE_OPTION, to_plain
     from gan_stylizer.train import check_same_run
 
     def checkpoint(conditioned: bool) -> dict:
         config = to_plain(
             tiny_config(tmp_path, painting, **{"model.generator.conditioned": conditioned})
         )
-        for name in ("adv_balance", "perceptual_balance", "strength_sampling", "strength_ends"):
+        for name in BEFORE_THE_OPTION:
             del config["loss"][name]
         return {"hyper_parameters": {"config": config}, "gan_stylizer": {"g_step": 5}}
 
@@ -127,7 +127,10 @@ def test_a_run_from_before_an_option_resumes_only_as_it_was_trained(tmp_path, pa
 
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     dial = checkpoint(conditioned=True)
-    more = r"\(and 3 more: loss\.perceptual_balance, loss\.strength_ends, loss\.strength_sampling\)"
+    more = (
+        r"\(and 4 more: loss\.perceptual_balance, loss\.strength_ends, "
+        r"loss\.strength_margin, loss\.strength_sampling\)"
+    )
     with pytest.raises(ConfigError, match=r"asks for loss\.adv_balance=auto " + more):
         check_same_run(path, dial, now(True))
     before = {
@@ -135,6 +138,7 @@ def test_a_run_from_before_an_option_resumes_only_as_it_was_trained(tmp_path, pa
         "loss.perceptual_balance": "none",
         "loss.strength_sampling": "uniform",
         "loss.strength_ends": 0.0,
+        "loss.strength_margin": 0.0,
     }
     check_same_run(path, dial, now(True, **before))
     with pytest.raises(

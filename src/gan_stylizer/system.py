@@ -177,9 +177,9 @@ class StylizerSystem(L.LightningModule):
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
 
     def _sample_strength(self, batch_size: int) -> torch.Tensor:
-        """One style strength per image in [−m, 1 + m] (m = loss.strength_margin, usually
-        [0, 1]), by loss.strength_sampling; drawn per (seed,
-        rank, step) like the data, so a resumed run draws what an uninterrupted one would."""
+        """One style strength per image in [−m, 1 + m] (m = loss.strength_margin, 0.1 by
+        default), by loss.strength_sampling; drawn per (seed, rank, step) like the data, so a
+        resumed run draws what an uninterrupted one would."""
         gen = seeded_generator(self.cfg.seed, "strength", self.global_rank, self.g_step)
         loss_cfg = self.cfg.loss
         strength = sample_strengths(
