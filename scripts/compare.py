@@ -188,10 +188,10 @@ def main(argv: list[str]) -> int:
         for i, photo in enumerate(subset[: args["sheet_photos"]])
     ]
     if sheet:
-        save_image(make_grid(sheet, height=256), out / "comparison.png")
+        save_image(make_grid(sheet, height=256, same_width=True), out / "comparison.png")
     if args["sheet"] is not None:
         save_image(
-            make_grid(sheet_from(args, ckpts, evaluator, device), height=256),
+            make_grid(sheet_from(args, ckpts, evaluator, device), height=256, same_width=True),
             out / "comparison_sheet.png",
         )
     results = {

@@ -468,7 +468,11 @@ def main(argv: list[str]) -> int:
         print(line, file=sys.stderr)
     if sheet_photos:
         save_image(
-            make_grid(sheet(args, generators, sheet_photos, device), height=args["sheet_height"]),
+            make_grid(
+                sheet(args, generators, sheet_photos, device),
+                height=args["sheet_height"],
+                same_width=True,
+            ),
             out / "strength_sheet.png",
         )
     results = {

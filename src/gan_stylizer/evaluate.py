@@ -614,7 +614,7 @@ def write_report(
     table = format_table([(r["name"], r) for r in rows] + [("**mean**", mean)], columns)
     (out_dir / "metrics.md").write_text(f"# {label}\n\n{header}{table}")
     if sheet_rows:
-        save_image(make_grid(sheet_rows, height=256), out_dir / "sheet.png")
+        save_image(make_grid(sheet_rows, height=256, same_width=True), out_dir / "sheet.png")
     return report
 
 

@@ -489,7 +489,7 @@ def make_grid(
     strips = []
     for row in cells:
         h = height
-        if same_width:  # the tallest height at which the row still fits the width
+        if same_width and width_at(row, height) < width:  # the tallest height that fits
             aspects = sum(cell.shape[-1] / cell.shape[-2] for cell in row)
             h = max(1, int((width - pad * (len(row) - 1)) / aspects) + 1)
             while h > 1 and width_at(row, h) > width:
