@@ -91,9 +91,14 @@ def test_trains_three_runs_to_one_budget_reuses_them_and_reports(tmp_path, setup
         assert 0 <= objective["conditioned_lower"] <= 8
         assert f"{objective['conditioned_lower']} of 8 crops" in text
     # Rows: photos; columns: the photo, the conditioned model at 0, 0.5, 1, and the dedicated
-    # models after their points: 6 cells per row.
-    width, height = Image.open(report / "strength_sheet.png").size
-    assert height == 2 * 32 + 4 and width > 6 * 32
+    # models after their points: 6 cells per row. The first photo is landscape, the second
+    # portrait: its row is taller, so that both rows span the sheet without white space.
+    sheet = Image.open(report / "strength_sheet.png").convert("L")
+    width, height = sheet.size
+    assert width > 6 * 32 and height > 2 * 32 + 4
+    for top, bottom in ((0, 32), (36, height)):
+        column = sheet.crop((width - 1, top, width, bottom))
+        assert column.getextrema()[0] < 255, (top, bottom)  # not white to the edge
 
     # A rerun reuses all three runs, and with reuse= every evaluation (the dedicated models and
     # the conditioned one at its three strengths); a shorter budget takes the checkpoint kept

@@ -345,9 +345,12 @@ def test_make_grid_same_width_fits_rows_of_portraits_without_white_space():
     assert grid.shape == (1, 3, 10 + 2 + 40, 42)  # row 2 at height 40 spans the width
     assert grid[0, :, 12:, :20].max().item() == 0.0 and grid[0, :, 12:, 22:].max().item() == 0.0
     assert grid[0, :, 12:, 20:22].min().item() == 1.0  # the gap keeps its width
-    # a row that cannot be fitted exactly stays within the width, padded by at most a pixel
-    odd = images.make_grid([[landscape, landscape], [torch.zeros(1, 3, 7, 3)]], same_width=True)
-    assert odd.shape[-1] == 44 and odd[0, :, 14:, :43].max().item() == 0.0
+    # a row that rounding cannot fit exactly: its last cell takes the pixels left over
+    odd = [[landscape, landscape], [torch.zeros(1, 3, 5, 8), torch.zeros(1, 3, 5, 8)]]
+    grid = images.make_grid(odd, same_width=True)
+    assert grid.shape == (1, 3, 10 + 4 + 12, 44)  # at height 12: 19 + 4 + 19, 2 px short
+    assert grid[0, :, 14:, :19].max().item() == 0.0 and grid[0, :, 14:, 19:23].min() == 1.0
+    assert grid[0, :, 14:, 23:].max().item() == 0.0  # 21 px wide, to the right edge
 
 
 def test_preserve_color_keeps_luminance_of_stylized_and_chroma_of_content():

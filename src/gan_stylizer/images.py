@@ -460,8 +460,9 @@ def make_grid(
     Every cell is scaled to a common height (default: the first cell's), keeping its aspect;
     cells in a row and the rows themselves are separated by `pad` white pixels, and shorter rows
     are padded on the right with white to the widest one. same_width: each row instead gets the
-    height at which it spans the widest row (rows of portrait photos come out taller), so
-    photos of mixed orientations leave no white space.
+    height at which it spans the widest row (rows of portrait photos come out taller; the last
+    cell of a row stretched by the pixel or two that rounding leaves), so photos of mixed
+    orientations leave no white space.
     """
     if not rows or not all(rows):
         raise ValueError("make_grid needs at least one row, and at least one cell in every row")
@@ -494,9 +495,12 @@ def make_grid(
             h = max(1, int((width - pad * (len(row) - 1)) / aspects) + 1)
             while h > 1 and width_at(row, h) > width:
                 h -= 1
+        widths = [_width_at(cell, h) for cell in row]
+        if same_width:  # the last cell takes the pixel or two that rounding leaves
+            widths[-1] += width - width_at(row, h)
         pieces = []
-        for cell in row:
-            size = (h, _width_at(cell, h))
+        for cell, cell_width in zip(row, widths, strict=True):
+            size = (h, cell_width)
             if size != tuple(cell.shape[-2:]):
                 cell = F.interpolate(
                     cell, size=size, mode="bilinear", antialias=True, align_corners=False

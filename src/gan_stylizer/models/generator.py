@@ -226,17 +226,15 @@ class Generator(nn.Module):
         strength: float | Sequence[float] | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """strength: only for a conditioned generator (default DEFAULT_STRENGTH)."""
-        h, w = content.shape[-2:]
-        x = self.prepare(content)
         # strength_embedding refuses a strength for a generator without the input.
         use = self.conditioned or strength is not None
         emb = self.strength_embedding(strength, content.shape[0]) if use else None
-        y = self.trunk(x, emb)[..., :h, :w]
-        return torch.sigmoid(y.float())
+        return self.forward_embedded(content, emb)
 
-    def forward_embedded(self, content: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """forward() with the strength embedding [B, COND_DIM] given (self.embed(s)): training
-        draws s a margin beyond [0, 1] (loss.strength_margin), which forward() refuses."""
+    def forward_embedded(self, content: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+        """forward() with the strength embedding [B, COND_DIM] given (self.embed(s); None for a
+        plain generator): training draws s a margin beyond [0, 1] (loss.strength_margin), which
+        forward() refuses."""
         h, w = content.shape[-2:]
         y = self.trunk(self.prepare(content), emb)[..., :h, :w]
         return torch.sigmoid(y.float())
