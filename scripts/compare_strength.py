@@ -45,8 +45,11 @@ from trainings import (
 from gan_stylizer.checkpoint import load_generator
 from gan_stylizer.cli import fail_cleanly
 from gan_stylizer.config import (
+    BEFORE_THE_OPTION,
     LossConfig,
     StyleConfig,
+    applied_loss_setting,
+    describe_strength_draws,
     resolve_adv_balance,
     resolve_perceptual_balance,
     to_dataclass,
@@ -176,14 +179,10 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     if args["style_path"] is not None:
         common.append(f"style.path={args['style_path']}")
     common += extra
-    requested = {
-        "adv_balance": "auto",
-        "perceptual_balance": "auto",
-        "lr_strength_mult": "1",
-        "strength_sampling": LossConfig.strength_sampling,
-        "strength_ends": str(LossConfig.strength_ends),
-        "strength_margin": str(LossConfig.strength_margin),
-    }
+    # The loss options a run may predate (BEFORE_THE_OPTION), as train.py's defaults set them
+    # unless an override after `--` does.
+    requested = {name: str(getattr(LossConfig, name)) for name in BEFORE_THE_OPTION}
+    requested["lr_strength_mult"] = "1"
     for item in extra:
         key, _, value = item.partition("=")
         section, _, name = key.lstrip("+").partition(".")
@@ -197,28 +196,17 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         trained = (loss.get("alpha_min"), loss.get("alpha_max"))
         if trained != (args["alpha_min"], args["alpha_max"]):
             return f"trained with loss.alpha_min, alpha_max = {trained}"
-        balance = resolve_adv_balance(trained_with(loss, "adv_balance"), conditioned=True)
-        if balance != resolve_adv_balance(requested["adv_balance"], conditioned=True):
-            return f"trained with loss.adv_balance={balance}"
-        perceptual = resolve_perceptual_balance(
-            trained_with(loss, "perceptual_balance"), conditioned=True
-        )
-        if perceptual != resolve_perceptual_balance(
-            requested["perceptual_balance"], conditioned=True
-        ):
-            return f"trained with loss.perceptual_balance={perceptual}"
+        for name in BEFORE_THE_OPTION:  # auto resolved, as training applied it
+            used = applied_loss_setting(name, trained_with(loss, name), conditioned=True)
+            wanted = applied_loss_setting(name, requested[name], conditioned=True)
+            if isinstance(used, float):
+                if not same_number(used, wanted):
+                    return f"trained with loss.{name}={used:g}"
+            elif used != wanted:
+                return f"trained with loss.{name}={used}"
         mult = config.get("trainer", {}).get("lr_strength_mult", 1.0)
         if not same_number(mult, requested["lr_strength_mult"]):
             return f"trained with trainer.lr_strength_mult={mult:g}"
-        sampling = trained_with(loss, "strength_sampling")
-        if sampling != requested["strength_sampling"]:
-            return f"trained with loss.strength_sampling={sampling}"
-        ends = trained_with(loss, "strength_ends")
-        if not same_number(ends, requested["strength_ends"]):
-            return f"trained with loss.strength_ends={ends:g}"
-        margin = trained_with(loss, "strength_margin")
-        if not same_number(margin, requested["strength_margin"]):
-            return f"trained with loss.strength_margin={margin:g}"
         return None
 
     def dedicated_check(alpha: float):
@@ -417,8 +405,11 @@ def main(argv: list[str]) -> int:
         f"alone); content loss {', '.join(f'{v:.4g}' for v in curve_content)}.\n"
     )
     cond_loss = configs["conditioned"]["loss"]
-    ends = trained_with(cond_loss, "strength_ends")
-    margin = trained_with(cond_loss, "strength_margin")
+    draws = describe_strength_draws(
+        trained_with(cond_loss, "strength_sampling"),
+        trained_with(cond_loss, "strength_ends"),
+        trained_with(cond_loss, "strength_margin"),
+    )
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
@@ -428,10 +419,7 @@ def main(argv: list[str]) -> int:
         f"{resolve_adv_balance(trained_with(cond_loss, 'adv_balance'), conditioned=True)}, "
         f"perceptual balance "
         f"{resolve_perceptual_balance(trained_with(cond_loss, 'perceptual_balance'), True)}, "
-        f"strengths drawn {trained_with(cond_loss, 'strength_sampling')}"
-        + (f", {ends:.0%} at the ends" if ends else "")
-        + (f", over [{-margin:g}, {1 + margin:g}]" if margin else "")
-        + ").\n\n"
+        f"{draws}).\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")
     objectives = training_objectives(args, generators, configs["conditioned"], photos, device)

@@ -275,6 +275,15 @@ def applied_loss_setting(name: str, value, conditioned: bool):
     return float(value) if isinstance(value, int | float) else value
 
 
+def describe_strength_draws(sampling: str, ends: float, margin: float) -> str:
+    """How a conditioned run draws each image's s, in words (model card, compare_strength)."""
+    return (
+        f"strengths drawn {sampling}"
+        + (f", {ends:.0%} at the ends" if ends else "")
+        + (f", over [{-margin:g}, {1 + margin:g}]" if margin else "")
+    )
+
+
 def validate_loss(cfg: LossConfig) -> None:
     from gan_stylizer.losses import ADVERSARIAL_LOSSES
     from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES

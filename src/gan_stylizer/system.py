@@ -158,10 +158,9 @@ class StylizerSystem(L.LightningModule):
 
         skipped_before = self.nonfinite_total
         strength = self._sample_strength(content.shape[0]) if self.generator.conditioned else None
-        if strength is None:
-            stylized = self.generator(content)
-        else:  # s may lie a margin beyond [0, 1] (loss.strength_margin)
-            stylized = self.generator.forward_embedded(content, self.generator.embed(strength))
+        # s may lie a margin beyond [0, 1] (loss.strength_margin), which forward() refuses.
+        emb = None if strength is None else self.generator.embed(strength)
+        stylized = self.generator.forward_embedded(content, emb)
         logs: dict[str, torch.Tensor] = {}
         if adversarial:
             logs |= self._discriminator_step(opt_d, content.shape[0], stylized.detach())

@@ -31,6 +31,7 @@ from gan_stylizer.config import (
     ConfigError,
     TrainConfig,
     applied_loss_setting,
+    describe_strength_draws,
     resolve_adv_balance,
     resolve_perceptual_balance,
     to_plain,
@@ -401,6 +402,7 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         return format(value, fmt) if isinstance(value, int | float) else "–"
 
     seconds = metrics.get("seconds_this_session") or 0.0
+    draws = (loss.strength_sampling, loss.strength_ends, loss.strength_margin)
     lines = [
         f"# Model card: {cfg.name}",
         "",
@@ -422,14 +424,8 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
             ", conditioned on the style strength (each image's pull balanced by "
             f"{resolve_perceptual_balance(loss.perceptual_balance, True)}, adversarial share per "
             f"{resolve_adv_balance(loss.adv_balance, True)}, strength path at "
-            f"{t.lr_strength_mult:g}× lr_g, strengths drawn {loss.strength_sampling}"
-            + (f", {loss.strength_ends:.0%} at the ends" if loss.strength_ends else "")
-            + (
-                f", over [{-loss.strength_margin:g}, {1 + loss.strength_margin:g}]"
-                if loss.strength_margin
-                else ""
-            )
-            + ")"
+            f"{t.lr_strength_mult:g}× lr_g, "
+            f"{describe_strength_draws(*draws)})"
             if cfg.model.generator.conditioned
             else ""
         ),
