@@ -3,7 +3,7 @@ benchmark, not a test).
 
 - the machine's measured matmul peak, fp32 and bf16 (GFLOP/s);
 - generator inference (batch 1) at 512² and 1024²: fp32 eager (`Generator.forward`) against the
-  default path of stylize.py (`Stylizer`: precision=auto, channels-last, tile=auto), in one run:
+  default path of stylize.py (`OnePass`: precision=auto, channels-last, tile=auto), in one run:
   seconds, their ratio, the mean absolute error of the default path against fp32 (in 1/255),
   achieved GFLOP/s and its fraction of the bf16 (or fp32) matmul peak; and bf16 autocast;
 - a 3840x2160 photo through the default path (tiled): seconds and peak memory (the peak RSS of
@@ -60,7 +60,7 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int, repeats: int) 
 
 
 def load(ckpt: str | None):
-    from gan_stylizer.checkpoint import load_generator
+    from gan_stylizer.checkpoints import load_generator
     from gan_stylizer.models.generator import Generator
 
     if ckpt:
@@ -71,10 +71,11 @@ def load(ckpt: str | None):
 
 def compare_paths(generator, sizes, repeats: int, device, peak: float) -> dict:
     """fp32 eager vs the default path (and bf16 autocast) at each size, in one run."""
-    from gan_stylizer.inference import Stylizer, resolve_dtype
+    from gan_stylizer.devices import resolve_dtype
+    from gan_stylizer.inference.onepass import OnePass
 
     dtype = resolve_dtype("auto", device)
-    default = Stylizer(generator, device, dtype, tile="auto")
+    default = OnePass(generator, device, dtype, tile="auto")
     eager = generator.to(device)
     result = {"default_path": f"{dtype} channels-last, tile=auto"}
     for size in sizes:
@@ -117,14 +118,15 @@ def peak_mib():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-from gan_stylizer.inference import Stylizer, resolve_dtype
+from gan_stylizer.inference.onepass import OnePass
+from gan_stylizer.devices import resolve_dtype
 from gan_stylizer.models.generator import Generator
-from gan_stylizer.checkpoint import load_generator
+from gan_stylizer.checkpoints import load_generator
 ckpt, h, w, tile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.manual_seed(0)
 g = load_generator(ckpt)[0] if ckpt else Generator().eval()
 dtype = resolve_dtype("auto", torch.device("cpu"))
-s = Stylizer(g, "cpu", dtype, tile=tile)
+s = OnePass(g, "cpu", dtype, tile=tile)
 s(torch.rand(1, 3, 64, 64))
 before = peak_mib()
 x = torch.rand(1, 3, h, w)
@@ -160,7 +162,7 @@ def onnx_vs_pytorch(generator, sizes, repeats: int) -> dict:
         import onnxruntime as ort
     except ImportError:
         return {"skipped": "onnxruntime is not installed (pip install 'gan-stylizer[onnx]')"}
-    from gan_stylizer.export import export_generator
+    from gan_stylizer.inference.export import export_generator
 
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,10 +192,10 @@ def main() -> None:
     repeats = 2 if args.quick else 5
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    from gan_stylizer.config import TrainConfig
-    from gan_stylizer.inference import cpu_has_native_bf16
+    from gan_stylizer.config.schema import TrainConfig
+    from gan_stylizer.devices import cpu_has_native_bf16
+    from gan_stylizer.perceptual import build_criterion
     from gan_stylizer.system import StylizerSystem
-    from gan_stylizer.train import build_criterion
 
     result: dict = {
         "device": torch.cuda.get_device_name()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gan_stylizer.images import ImageError, load_image, make_grid, save_image
+from gan_stylizer.errors import ImageError
+from gan_stylizer.io.images import load_image, save_image
+from gan_stylizer.io.sheets import make_grid
 
 
 def main() -> int:

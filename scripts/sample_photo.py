@@ -4,8 +4,8 @@
 import sys
 from pathlib import Path
 
-from gan_stylizer.data import SAMPLE_PHOTOS, sample_photos
-from gan_stylizer.images import load_image, save_image
+from gan_stylizer.io.images import load_image, save_image
+from gan_stylizer.training.data import SAMPLE_PHOTOS, sample_photos
 
 
 def main() -> int:

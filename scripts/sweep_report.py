@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gan_stylizer.checkpoint import CheckpointError
-from gan_stylizer.config import ConfigError
-from gan_stylizer.images import ImageError, load_image
-from gan_stylizer.sweep import RANKINGS, write_report
+from gan_stylizer.evaluation.sweep import write_report
+
+from gan_stylizer.errors import CheckpointError, ConfigError, ImageError
+from gan_stylizer.io.images import load_image
+from gan_stylizer.training.sweep import RANKINGS
 
 
 def main() -> int:

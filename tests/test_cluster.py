@@ -21,9 +21,11 @@ from test_resume import assert_same_training_state
 from test_training import tiny_config
 
 from gan_stylizer import styles
-from gan_stylizer.config import StyleConfig, TrainConfig
-from gan_stylizer.styles import StyleError, StyleSpec, sha256_file
-from gan_stylizer.train import RequeueAtBatchEnd, build_trainer, fetch_style, run, slurm_environment
+from gan_stylizer.config.schema import StyleConfig, TrainConfig
+from gan_stylizer.errors import StyleError
+from gan_stylizer.styles import StyleSpec, fetch_style, sha256_file
+from gan_stylizer.training.cluster import RequeueAtBatchEnd, slurm_environment
+from gan_stylizer.training.run import build_trainer, run
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_TASK = {  # what srun sets for a one-task job
@@ -81,7 +83,7 @@ def test_sigusr1_under_slurm_saves_between_batches_requeues_and_resumes_exactly(
 ):
     from lightning.pytorch.trainer.connectors import signal_connector
 
-    from gan_stylizer import train as train_mod
+    import gan_stylizer.training.run as train_mod
 
     requeues = []
     monkeypatch.setattr(signal_connector, "call", lambda cmd, **_: requeues.append(cmd) or 0)
@@ -143,8 +145,8 @@ def test_d_draws_painting_crops_per_rank_and_step(tmp_path, photo_dir, painting,
 
 
 def test_dataloader_workers_ignore_the_requeue_signals(photo_dir):
-    from gan_stylizer.config import DataConfig
-    from gan_stylizer.data import PhotoDataModule
+    from gan_stylizer.config.schema import DataConfig
+    from gan_stylizer.training.data import PhotoDataModule
 
     loader = PhotoDataModule(DataConfig(source="folder", root=str(photo_dir)), photo_dir)
     worker_init = loader.train_dataloader().worker_init_fn
@@ -212,7 +214,7 @@ def test_submitit_slurm_launcher_shapes_the_job_like_the_trainer(tmp_path, monke
     ]
     with (
         warnings.catch_warnings(),  # the schema-matching note that train.py silences too
-        initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3", job_name="t"),
+        initialize_config_dir(config_dir=str(REPO / "src" / "gan_stylizer" / "configs"), version_base="1.3", job_name="t"),
     ):
         warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_slurm' is valid")
         cfg = compose("train", overrides=overrides, return_hydra_config=True)

@@ -1,6 +1,6 @@
-"""scripts/compare_strength.py end to end on tiny runs: it trains the conditioned model and one
+"""research/compare_strength.py end to end on tiny runs: it trains the conditioned model and one
 dedicated model per point to the same budget, reuses them, evaluates, and refuses what does not
-fit (scripts/trainings.py is the part shared with compare.py)."""
+fit (research/trainings.py is the part shared with compare.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from conftest import write_painting, write_photo
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "compare_strength.py"
+SCRIPT = REPO / "research" / "compare_strength.py"
 
 
 def compare(tmp_path: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -200,7 +200,7 @@ def test_a_missing_folder_gets_one_line(tmp_path):
 def load_trainings():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("trainings", REPO / "scripts" / "trainings.py")
+    spec = importlib.util.spec_from_file_location("trainings", REPO / "research" / "trainings.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["trainings"] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
@@ -248,7 +248,7 @@ def test_compare_py_refuses_a_run_of_the_other_recipe(tmp_path):
     import torch
 
     load_trainings()  # compare.py imports it by name, as when run from scripts/
-    spec = importlib.util.spec_from_file_location("compare", REPO / "scripts" / "compare.py")
+    spec = importlib.util.spec_from_file_location("compare", REPO / "research" / "compare.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
     (tmp_path / "photos").mkdir()

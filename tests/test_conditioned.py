@@ -16,12 +16,13 @@ import torch
 from conftest import write_checkpoint, write_painting, write_photo
 from PIL import Image
 
-from gan_stylizer.checkpoint import load_generator
-from gan_stylizer.config import ConfigError, StylizeConfig
-from gan_stylizer.inference import Stylizer
+from gan_stylizer.checkpoints import load_generator
+from gan_stylizer.commands.stylize import run as stylize
+from gan_stylizer.config.schema import StylizeConfig
+from gan_stylizer.dial import strength_to_alpha
+from gan_stylizer.errors import ConfigError
+from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.models.generator import DEFAULT_STRENGTH, Generator
-from gan_stylizer.stylize import run as stylize
-from gan_stylizer.system import strength_to_alpha
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,19 +80,20 @@ def test_the_fast_and_tiled_paths_take_the_strength(generator, strength):
     content = torch.rand(1, 3, 150, 230)
     with torch.no_grad():
         expected = generator(content, strength)
-    whole = Stylizer(generator, tile="off")(content, strength)
-    tiled = Stylizer(generator, tile=64)(content, strength)
+    whole = OnePass(generator, tile="off")(content, strength)
+    tiled = OnePass(generator, tile=64)(content, strength)
     assert (whole - expected).abs().max().item() < 1e-5
     assert (tiled - expected).abs().mean().item() * 255 < 0.01
     with pytest.raises(ValueError, match="no strength input"):
-        Stylizer(Generator(channels=4, n_residual=1))(content, 0.5)
+        OnePass(Generator(channels=4, n_residual=1))(content, 0.5)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_exported_models_take_the_strength_at_odd_sizes(tmp_path, generator, fmt):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
-    from gan_stylizer.export import export_generator, load_exported
+    from gan_stylizer.inference.export import export_generator
+    from gan_stylizer.inference.exported import load_exported
 
     path, info = export_generator(generator, fmt, tmp_path / f"m.{fmt}", "tiny")
     assert '"strength"' in info.read_text()
@@ -194,8 +196,9 @@ def test_the_command_line_takes_a_comma_separated_list_of_strengths(tmp_path, ck
 def test_a_tiny_trained_conditioned_model_loses_style_loss_as_strength_rises(tmp_path):
     from test_training import tiny_config
 
-    from gan_stylizer.images import load_image
-    from gan_stylizer.train import build_criterion, run
+    from gan_stylizer.io.images import load_image
+    from gan_stylizer.perceptual import build_criterion
+    from gan_stylizer.training.run import run
 
     photos = tmp_path / "photos"
     for i, size in enumerate([(80, 60), (64, 96), (100, 70), (72, 72)]):
@@ -235,8 +238,8 @@ def test_a_tiny_trained_conditioned_model_loses_style_loss_as_strength_rises(tmp
 
 
 def test_evaluate_takes_the_strength_of_a_conditioned_model(tmp_path, ckpt, photo_dir, painting):
-    from gan_stylizer.config import EvaluateConfig, StyleConfig
-    from gan_stylizer.evaluate import run as evaluate
+    from gan_stylizer.commands.evaluate import run as evaluate
+    from gan_stylizer.config.schema import EvaluateConfig, StyleConfig
 
     def report(strength, out):
         cfg = EvaluateConfig(
@@ -263,8 +266,8 @@ def test_evaluate_takes_the_strength_of_a_conditioned_model(tmp_path, ckpt, phot
 def test_the_sample_grid_shows_the_dial(tmp_path, conditioned, cells):
     from types import SimpleNamespace
 
-    from gan_stylizer.images import load_image
-    from gan_stylizer.train import SampleGrid
+    from gan_stylizer.io.images import load_image
+    from gan_stylizer.training.callbacks import SampleGrid
 
     torch.manual_seed(0)
     g = Generator(channels=4, n_residual=1, conditioned=conditioned).eval()
@@ -280,9 +283,9 @@ def conditioned_system(photos: Path, tmp_path: Path, **overrides):
     """(a StylizerSystem with a conditioned generator on tiny settings, its config)."""
     from test_training import tiny_config
 
-    from gan_stylizer.images import load_image
+    from gan_stylizer.io.images import load_image
+    from gan_stylizer.perceptual import build_criterion
     from gan_stylizer.system import StylizerSystem
-    from gan_stylizer.train import build_criterion
 
     painting = write_painting(tmp_path / "painting.png")
     cfg = tiny_config(photos, painting, **{"model.generator.conditioned": True, **overrides})
@@ -394,7 +397,7 @@ def test_the_strength_path_can_learn_faster(tmp_path, mult):
 def test_a_negative_strength_learning_rate_is_refused(tmp_path):
     from test_training import tiny_config
 
-    from gan_stylizer.config import validate_train
+    from gan_stylizer.config.validate import validate_train
 
     painting = write_painting(tmp_path / "painting.png")
     cfg = tiny_config(tmp_path, painting, **{"trainer.lr_strength_mult": -1.0})
@@ -406,8 +409,8 @@ def test_a_negative_strength_learning_rate_is_refused(tmp_path):
 def test_training_strengths_are_drawn_uniform_or_towards_the_ends(tmp_path, sampling, end_share):
     """loss.strength_sampling: arcsine (Beta(½, ½)) draws twice uniform's share within 0.1 of
     each end of the dial; the draws are in [0, 1] and set by (seed, rank, step)."""
+    from gan_stylizer.dial import sample_strengths
     from gan_stylizer.seeding import seeded_generator
-    from gan_stylizer.system import sample_strengths
 
     draws = sample_strengths(40_000, sampling, torch.Generator().manual_seed(0))
     assert 0.0 <= draws.min() and draws.max() <= 1.0
@@ -437,7 +440,7 @@ def test_a_margin_stretches_the_training_strengths_beyond_the_dial(tmp_path, sam
     """loss.strength_margin m: the draws are stretched over [−m, 1 + m] (the ends' share at −m
     and 1 + m), so s = 0 and 1 lie inside the trained range; training runs there, with α on
     the same log scale beyond alpha_min…alpha_max, while inference still refuses s ∉ [0, 1]."""
-    from gan_stylizer.system import sample_strengths
+    from gan_stylizer.dial import sample_strengths
 
     plain = sample_strengths(40_000, sampling, torch.Generator().manual_seed(0), ends=0.3)
     wide = sample_strengths(
@@ -464,7 +467,7 @@ def test_a_margin_stretches_the_training_strengths_beyond_the_dial(tmp_path, sam
     # trained generator still refuses s outside [0, 1]
     from test_training import tiny_config
 
-    from gan_stylizer.train import run
+    from gan_stylizer.training.run import run
 
     short = {"model.generator.conditioned": True, "trainer.steps": 3, "loss.adv": 0.1}
     cfg = tiny_config(photos, tmp_path / "painting.png", **settings, **short)
@@ -479,7 +482,7 @@ def test_a_margin_stretches_the_training_strengths_beyond_the_dial(tmp_path, sam
 def test_an_unknown_strength_sampling_or_share_of_ends_is_refused(tmp_path):
     from test_training import tiny_config
 
-    from gan_stylizer.config import validate_train
+    from gan_stylizer.config.validate import validate_train
 
     painting = write_painting(tmp_path / "painting.png")
     cfg = tiny_config(tmp_path, painting, **{"loss.strength_sampling": "beta"})

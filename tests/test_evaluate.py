@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from gan_stylizer.evaluate import (
-    Evaluator,
+from gan_stylizer.evaluation.metrics import (
     edge_agreement,
-    format_table,
-    mean_metrics,
     measure,
     random_directions,
     sliced_wasserstein,
     ssim,
-    steps_to_reach,
 )
+from gan_stylizer.evaluation.report import format_table
+from gan_stylizer.evaluation.ruler import Evaluator, mean_metrics
+from gan_stylizer.evaluation.runners import steps_to_reach
 from gan_stylizer.losses import gram
 from gan_stylizer.models.generator import Generator
 from gan_stylizer.optimize import optimize_image
@@ -86,7 +85,7 @@ def test_a_shuffled_texture_keeps_its_gram_and_its_feature_distribution():
 def test_ssim_is_one_for_identical_images_and_matches_scikit_image():
     from skimage.metrics import structural_similarity
 
-    from gan_stylizer.images import luminance
+    from gan_stylizer.color import luminance
 
     a = smooth_image(40, 56, seed=0)
     b = (a + 0.1 * torch.rand(a.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
@@ -270,7 +269,7 @@ def test_evaluate_cli_rejects_bad_settings_in_one_line(tmp_path, photo_dir):
 def test_one_vgg_pass_and_the_cached_painting_give_the_plain_numbers():
     """evaluate() shares one VGG pass of the output between the losses and the SWD and keeps
     the painting's sorted projections: the numbers must be those of the plain computation."""
-    from gan_stylizer.evaluate import SWD_LAYERS, feature_points
+    from gan_stylizer.evaluation.metrics import SWD_LAYERS, feature_points
 
     torch.manual_seed(0)
     painting, content = torch.rand(1, 3, 40, 56), torch.rand(1, 3, 32, 48)

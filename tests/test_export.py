@@ -14,11 +14,13 @@ import torch
 from conftest import write_checkpoint, write_photo
 from PIL import Image
 
-from gan_stylizer.checkpoint import CheckpointError, load_generator
-from gan_stylizer.config import ConfigError, ExportConfig, StylizeConfig
-from gan_stylizer.export import export_generator, load_exported
-from gan_stylizer.export import run as export_run
-from gan_stylizer.stylize import run
+from gan_stylizer.checkpoints import load_generator
+from gan_stylizer.commands.export import run as export_run
+from gan_stylizer.commands.stylize import run
+from gan_stylizer.config.schema import ExportConfig, StylizeConfig
+from gan_stylizer.errors import CheckpointError, ConfigError
+from gan_stylizer.inference.export import export_generator
+from gan_stylizer.inference.exported import load_exported
 
 REPO = Path(__file__).resolve().parents[1]
 ODD_SIZES = [(257, 391), (64, 1000), (16, 17)]

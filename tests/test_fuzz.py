@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gan_stylizer.images import pil_to_tensor, read_rgb
-from gan_stylizer.inference import Stylizer
+from gan_stylizer.inference.onepass import OnePass
+from gan_stylizer.io.images import pil_to_tensor, read_rgb
 from gan_stylizer.models.generator import Generator
 
 MODES = ["RGB", "L", "RGBA", "LA", "P", "I;16", "CMYK", "1", "F"]
@@ -70,7 +70,7 @@ def test_any_image_reads_and_stylizes_to_its_own_size(tmp_path, mode, width, hei
     picture = read_rgb(path)
     assert picture.mode == "RGB" and picture.size == (width, height)
     content = pil_to_tensor(picture)
-    stylized = Stylizer(GENERATOR, tile="off")(content)
+    stylized = OnePass(GENERATOR, tile="off")(content)
     assert stylized.shape == (1, 3, height, width)
     assert torch.isfinite(stylized).all() and 0 <= stylized.min() and stylized.max() <= 1
 
@@ -85,8 +85,8 @@ def test_any_image_reads_and_stylizes_to_its_own_size(tmp_path, mode, width, hei
 def test_tiled_output_matches_untiled_output_for_any_tile_size(width, height, tile, seed):
     gen = torch.Generator().manual_seed(seed)
     content = torch.rand(1, 3, height, width, generator=gen)
-    whole = Stylizer(GENERATOR, tile="off")(content)
-    tiled = Stylizer(GENERATOR, tile=tile)(content)
+    whole = OnePass(GENERATOR, tile="off")(content)
+    tiled = OnePass(GENERATOR, tile=tile)(content)
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().mean().item() * 255 <= 2.0
     assert (tiled - whole).abs().max().item() < 0.05
@@ -129,9 +129,9 @@ def test_small_random_configs_train_a_step_with_finite_losses(
 ):
     from test_training import tiny_config
 
-    from gan_stylizer.checkpoint import load_generator
-    from gan_stylizer.config import ConfigError
-    from gan_stylizer.train import run
+    from gan_stylizer.checkpoints import load_generator
+    from gan_stylizer.errors import ConfigError
+    from gan_stylizer.training.run import run
 
     photos, painting = photo_dir_factory
     cfg = tiny_config(

@@ -17,12 +17,11 @@ from corpus import write_corpus
 from PIL import Image
 from test_training import tiny_config
 
-from gan_stylizer.config import StylizeConfig
-from gan_stylizer.images import ImageError, display_path
-from gan_stylizer.styles import StyleError
-from gan_stylizer.stylize import run as stylize
-from gan_stylizer.train import load_style_image
-from gan_stylizer.train import run as train
+from gan_stylizer.commands.stylize import run as stylize
+from gan_stylizer.config.schema import StylizeConfig
+from gan_stylizer.errors import ImageError, StyleError, display_path
+from gan_stylizer.styles import load_style_image
+from gan_stylizer.training.run import run as train
 
 REPO = Path(__file__).resolve().parents[1]
 # A strict UTF-8 stdout, as under LANG=en_US.UTF-8: a non-UTF-8 file name must not crash it.
@@ -45,7 +44,7 @@ def error_lines(text: str) -> list[str]:
 
 
 def test_the_corpus_reads_as_documented(corpus):
-    from gan_stylizer.images import read_rgb
+    from gan_stylizer.io.images import read_rgb
 
     for case in corpus[1]:
         if case.ok:
@@ -98,7 +97,7 @@ def test_each_case_alone_through_stylize(corpus, ckpt, tmp_path, capsys):
     for i, case in enumerate(cases):
         out = tmp_path / f"out_{i}.png"
         if case.name == "folder named like an image":
-            from gan_stylizer.config import ConfigError
+            from gan_stylizer.errors import ConfigError
 
             with pytest.raises(ConfigError, match="holds no images"):
                 stylize(StylizeConfig(input=str(case.path), ckpt=str(ckpt), output=str(out)))
@@ -130,7 +129,7 @@ def test_training_on_the_corpus_skips_bad_files_with_one_line_each(corpus, tmp_p
     painting = write_painting(tmp_path / "painting.png")
     # batch 4 and 12 steps: every one of the 24 files is drawn at least once (seeded order).
     cfg = tiny_config(root, painting, **{"trainer.steps": 12, "data.batch_size": 4})
-    with caplog.at_level(logging.WARNING, logger="gan_stylizer.data"):
+    with caplog.at_level(logging.WARNING, logger="gan_stylizer.training.data"):
         last = train(cfg, tmp_path / "run")
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["gan_stylizer"]["g_step"] == 12 and ckpt["gan_stylizer"]["nonfinite_total"] == 0
@@ -154,7 +153,7 @@ def test_extreme_shapes_train_as_photos_and_as_paintings(tmp_path, size):
 
 
 def test_each_case_as_the_style_image(corpus, tmp_path):
-    from gan_stylizer.config import StyleConfig
+    from gan_stylizer.config.schema import StyleConfig
 
     root, cases = corpus
     for case in cases:
@@ -245,7 +244,8 @@ def test_a_checkpoint_that_pickles_code_is_refused_unrun_by_both_clis(
 
 @pytest.mark.parametrize("damage", ["truncated", "other model", "wrong shapes", "not a zip"])
 def test_damaged_or_foreign_checkpoints_get_one_line_from_stylize(tmp_path, damage):
-    from gan_stylizer.checkpoint import CheckpointError, load_generator
+    from gan_stylizer.checkpoints import load_generator
+    from gan_stylizer.errors import CheckpointError
 
     path = write_checkpoint(tmp_path / "last.ckpt", channels=4)
     if damage == "truncated":

@@ -16,8 +16,10 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from gan_stylizer import images
-from gan_stylizer.images import ImageError, load_image, read_rgb, save_image
+from gan_stylizer import color
+from gan_stylizer.errors import ImageError
+from gan_stylizer.io import images, sheets
+from gan_stylizer.io.images import load_image, read_rgb, save_image
 
 
 def rgb_at(path: Path, xy: tuple[int, int] = (0, 0)) -> tuple[int, int, int]:
@@ -329,25 +331,25 @@ def test_resize_by_long_side(tmp_path):
 
 def test_make_grid_shape_and_padding():
     a, b = torch.zeros(1, 3, 10, 20), torch.zeros(3, 20, 20)
-    grid = images.make_grid([[a, b], [a]], pad=2)
+    grid = sheets.make_grid([[a, b], [a]], pad=2)
     assert grid.shape == (1, 3, 22, 32)  # rows of height 10; b scaled to 10x10
     assert grid[0, :, :, 20:22].min().item() == 1.0  # white gap between cells
     assert grid[0, :, 10:12].min().item() == 1.0  # white gap between rows
     assert grid[0, :, 12:, 20:].min().item() == 1.0  # short row padded with white
-    assert images.make_grid([[a, b]], pad=0, height=5).shape == (1, 3, 5, 15)
+    assert sheets.make_grid([[a, b]], pad=0, height=5).shape == (1, 3, 5, 15)
 
 
 def test_make_grid_same_width_fits_rows_of_portraits_without_white_space():
     landscape, portrait = torch.zeros(1, 3, 10, 20), torch.zeros(1, 3, 20, 10)
     rows = [[landscape, landscape], [portrait, portrait]]
-    assert images.make_grid(rows, pad=2).shape == (1, 3, 22, 42)  # row 2: 5+2+5 wide
-    grid = images.make_grid(rows, pad=2, same_width=True)
+    assert sheets.make_grid(rows, pad=2).shape == (1, 3, 22, 42)  # row 2: 5+2+5 wide
+    grid = sheets.make_grid(rows, pad=2, same_width=True)
     assert grid.shape == (1, 3, 10 + 2 + 40, 42)  # row 2 at height 40 spans the width
     assert grid[0, :, 12:, :20].max().item() == 0.0 and grid[0, :, 12:, 22:].max().item() == 0.0
     assert grid[0, :, 12:, 20:22].min().item() == 1.0  # the gap keeps its width
     # a row that rounding cannot fit exactly: its last cell takes the pixels left over
     odd = [[landscape, landscape], [torch.zeros(1, 3, 5, 8), torch.zeros(1, 3, 5, 8)]]
-    grid = images.make_grid(odd, same_width=True)
+    grid = sheets.make_grid(odd, same_width=True)
     assert grid.shape == (1, 3, 10 + 4 + 12, 44)  # at height 12: 19 + 4 + 19, 2 px short
     assert grid[0, :, 14:, :19].max().item() == 0.0 and grid[0, :, 14:, 19:23].min() == 1.0
     assert grid[0, :, 14:, 23:].max().item() == 0.0  # 21 px wide, to the right edge
@@ -357,23 +359,23 @@ def test_preserve_color_keeps_luminance_of_stylized_and_chroma_of_content():
     torch.manual_seed(0)
     content = 0.3 + 0.4 * torch.rand(1, 3, 8, 8)
     stylized = 0.3 + 0.4 * torch.rand(1, 3, 8, 8)
-    out = images.preserve_color(content, stylized)
-    yiq_out, yiq_c, yiq_s = (images.rgb_to_yiq(t) for t in (out, content, stylized))
+    out = color.preserve_color(content, stylized)
+    yiq_out, yiq_c, yiq_s = (color.rgb_to_yiq(t) for t in (out, content, stylized))
     assert torch.allclose(yiq_out[:, :1], yiq_s[:, :1], atol=1e-4)
     assert torch.allclose(yiq_out[:, 1:], yiq_c[:, 1:], atol=1e-4)
-    assert torch.allclose(images.luminance(out), images.luminance(stylized), atol=1e-4)
-    assert torch.allclose(images.yiq_to_rgb(yiq_c), content, atol=1e-5)
+    assert torch.allclose(color.luminance(out), color.luminance(stylized), atol=1e-4)
+    assert torch.allclose(color.yiq_to_rgb(yiq_c), content, atol=1e-5)
 
 
 def test_preserve_color_resizes_content_and_clamps():
     content = torch.rand(1, 3, 16, 12)
     stylized = torch.rand(2, 3, 8, 6)
-    out = images.preserve_color(content, stylized)
+    out = color.preserve_color(content, stylized)
     assert out.shape == (2, 3, 8, 6) and out.min() >= 0 and out.max() <= 1
 
 
 def test_caption_labels_the_top_left_corner_only():
-    from gan_stylizer.images import caption
+    from gan_stylizer.io.sheets import caption
 
     image = torch.full((1, 3, 100, 150), 0.5)
     labelled = caption(image, "s=0.5")

@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_stylizer import inference
-from gan_stylizer.inference import (
-    AUTO_TILE_PIXELS,
-    DEFAULT_TILE,
-    Stylizer,
-    parse_tile,
-    resolve_dtype,
-)
+from gan_stylizer import devices
+from gan_stylizer.config.validate import parse_tile
+from gan_stylizer.devices import resolve_dtype
+from gan_stylizer.inference.onepass import AUTO_TILE_PIXELS, DEFAULT_TILE, OnePass
 from gan_stylizer.models.generator import NORMS, Generator
 
 
@@ -53,7 +49,7 @@ def test_whole_image_path_is_generator_forward(norm, size):
     content = photo(2, *size)
     with torch.no_grad():
         expected = generator(content)
-    stylized = Stylizer(generator, tile="off")(content)
+    stylized = OnePass(generator, tile="off")(content)
     assert stylized.shape == content.shape and stylized.dtype == torch.float32
     assert (stylized - expected).abs().max().item() < 1e-5
 
@@ -62,8 +58,8 @@ def test_whole_image_path_is_generator_forward(norm, size):
 def test_tiled_output_matches_untiled(norm):
     generator = make_generator(norm)
     content = photo(2, 150, 230)  # 3 x 4 tiles of 64 px, odd size: padded inside
-    whole = Stylizer(generator, tile="off")(content)
-    tiler = Stylizer(generator, tile=64)
+    whole = OnePass(generator, tile="off")(content)
+    tiler = OnePass(generator, tile=64)
     assert tiler.tile_size(150, 230) == 64
     tiled = tiler(content)
     assert tiled.shape == whole.shape
@@ -77,7 +73,7 @@ def test_tiles_normalized_on_their_own_would_fail_the_bound():
     # its own instance-norm statistics, is visibly off (and shows seams).
     generator = make_generator()
     content = photo(1, 128, 192)
-    whole = Stylizer(generator, tile="off")(content)
+    whole = OnePass(generator, tile="off")(content)
     naive = torch.zeros_like(whole)
     with torch.no_grad():
         for r in range(0, 128, 64):
@@ -89,15 +85,15 @@ def test_tiles_normalized_on_their_own_would_fail_the_bound():
 def test_tiled_bf16_matches_untiled_bf16():
     generator = make_generator()
     content = photo(1, 140, 200, seed=1)
-    whole = Stylizer(generator, dtype=torch.bfloat16, tile="off")(content)
-    tiled = Stylizer(generator, dtype=torch.bfloat16, tile=64)(content)
+    whole = OnePass(generator, dtype=torch.bfloat16, tile="off")(content)
+    tiled = OnePass(generator, dtype=torch.bfloat16, tile=64)(content)
     assert mad255(tiled, whole) <= 2.0
 
 
 def test_tiling_treats_each_image_of_a_batch_alone():
     generator = make_generator()
     content = photo(2, 100, 150, seed=2)
-    tiler = Stylizer(generator, tile=64)
+    tiler = OnePass(generator, tile=64)
     both = tiler(content)
     for i in range(2):
         assert (both[i : i + 1] - tiler(content[i : i + 1])).abs().max().item() < 1e-5
@@ -106,8 +102,8 @@ def test_tiling_treats_each_image_of_a_batch_alone():
 def test_bf16_channels_last_is_close_to_fp32():
     generator = make_generator(channels=32, n_residual=5)  # the default network
     content = photo(1, 96, 128, seed=3)
-    fp32 = Stylizer(generator, dtype=torch.float32, tile="off")(content)
-    bf16 = Stylizer(generator, dtype=torch.bfloat16, tile="off")
+    fp32 = OnePass(generator, dtype=torch.float32, tile="off")(content)
+    bf16 = OnePass(generator, dtype=torch.bfloat16, tile="off")
     assert next(bf16.generator.parameters()).dtype == torch.bfloat16
     out = bf16(content)
     assert out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
@@ -117,9 +113,9 @@ def test_bf16_channels_last_is_close_to_fp32():
 
 def test_precision_auto_follows_the_hardware(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert resolve_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     assert resolve_dtype("auto", cpu) == torch.float32
     assert resolve_dtype("auto", torch.device("mps")) == torch.float32
     for supported, dtype in ((True, torch.bfloat16), (False, torch.float16)):
@@ -143,7 +139,7 @@ def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
             "open",
             lambda p, *a, info=info, **k: real_open(info if p == "/proc/cpuinfo" else p, *a, **k),
         )
-        assert inference.cpu_has_native_bf16() is expected
+        assert devices.cpu_has_native_bf16() is expected
 
 
 def test_tile_option():
@@ -153,18 +149,18 @@ def test_tile_option():
         with pytest.raises(ValueError, match="tile"):
             parse_tile(bad)
     generator = make_generator(channels=4, n_residual=0)
-    auto = Stylizer(generator)
+    auto = OnePass(generator)
     side = math.isqrt(AUTO_TILE_PIXELS)
     assert auto.tile_size(side, side) is None
     assert auto.tile_size(2160, 3840) == DEFAULT_TILE
-    fixed = Stylizer(generator, tile=128)
+    fixed = OnePass(generator, tile=128)
     assert fixed.tile_size(128, 100) is None and fixed.tile_size(129, 100) == 128
-    assert Stylizer(generator, tile="off").tile_size(8000, 8000) is None
+    assert OnePass(generator, tile="off").tile_size(8000, 8000) is None
 
 
 _PEAK_CHILD = """
 import sys, torch
-from gan_stylizer.inference import Stylizer
+from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.models.generator import Generator
 
 def high_water_mark():
@@ -172,7 +168,7 @@ def high_water_mark():
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:'))
 
 torch.manual_seed(0)
-stylizer = Stylizer(Generator(n_residual=1).eval(), tile=sys.argv[1])
+stylizer = OnePass(Generator(n_residual=1).eval(), tile=sys.argv[1])
 content = torch.rand(1, 3, 768, 1024)
 stylizer(content[..., :64, :64])  # allocator and oneDNN warmed up
 before = high_water_mark()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gan_stylizer.images import rgb_to_yiq
+from gan_stylizer.color import rgb_to_yiq
 from gan_stylizer.models.vgg import VGG19Features
 from gan_stylizer.optimize import optimize_image, stylize_by_optimization
 from gan_stylizer.perceptual import PerceptualCriterion

@@ -16,9 +16,9 @@ import torch
 from conftest import tiny_train_overrides
 from test_training import tiny_config
 
-from gan_stylizer.config import ConfigError
-from gan_stylizer.data import PhotoStream
-from gan_stylizer.train import run
+from gan_stylizer.errors import ConfigError
+from gan_stylizer.training.data import PhotoStream
+from gan_stylizer.training.run import run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,8 +109,9 @@ def test_auto_resume_refuses_another_run_in_the_same_directory(tmp_path, photo_d
 def test_a_run_from_before_an_option_resumes_only_as_it_was_trained(tmp_path, painting):
     """A saved config without a loss option (say loss.strength_ends) was trained as before the
     option: auto-resume goes on only where the command asks for the same, auto resolved."""
-    from gan_stylizer.config import BEFORE_THE_OPTION, to_plain
-    from gan_stylizer.train import check_same_run
+    from gan_stylizer.config.validate import BEFORE_THE_OPTION
+    from gan_stylizer.plain import to_plain
+    from gan_stylizer.training.resume import check_same_run
 
     def checkpoint(conditioned: bool) -> dict:
         config = to_plain(
@@ -172,7 +173,7 @@ def test_sigterm_saves_at_the_batch_end_and_the_run_resumes_exactly(
 ):
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from gan_stylizer import train as train_mod
+    import gan_stylizer.training.run as train_mod
 
     class Terminated(train_mod.StylizerSystem):
         def training_step(self, content, batch_idx):
@@ -198,7 +199,7 @@ def test_sigterm_saves_at_the_batch_end_and_the_run_resumes_exactly(
 def test_ctrl_c_finishes_the_batch_saves_and_the_run_resumes_exactly(
     tmp_path, photo_dir, painting, monkeypatch
 ):
-    from gan_stylizer import train as train_mod
+    import gan_stylizer.training.run as train_mod
 
     class CtrlC(train_mod.StylizerSystem):
         def training_step(self, content, batch_idx):
@@ -227,7 +228,7 @@ def test_ctrl_c_finishes_the_batch_saves_and_the_run_resumes_exactly(
 
 
 def test_ctrl_c_in_the_last_batch_lets_the_run_finish(tmp_path, photo_dir, painting, monkeypatch):
-    from gan_stylizer import train as train_mod
+    import gan_stylizer.training.run as train_mod
 
     class CtrlCLast(train_mod.StylizerSystem):
         def training_step(self, content, batch_idx):
@@ -248,7 +249,7 @@ def test_ctrl_c_in_the_last_batch_lets_the_run_finish(tmp_path, photo_dir, paint
 def test_a_second_ctrl_c_stops_at_once_and_saves_that_moment(
     tmp_path, photo_dir, painting, monkeypatch
 ):
-    from gan_stylizer import train as train_mod
+    import gan_stylizer.training.run as train_mod
 
     class CtrlCTwice(train_mod.StylizerSystem):
         def training_step(self, content, batch_idx):
@@ -310,8 +311,8 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(
 
     from lightning.pytorch.strategies import Strategy
 
-    from gan_stylizer.cli import fail_cleanly
-    from gan_stylizer.train import CheckpointWriteError
+    from gan_stylizer.commands.cli import fail_cleanly
+    from gan_stylizer.training.callbacks import CheckpointWriteError
 
     real_save = Strategy.save_checkpoint
     writes = []

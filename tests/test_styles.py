@@ -14,10 +14,11 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from gan_stylizer.images import load_image
-from gan_stylizer.styles import REGISTRY, StyleError, StyleSpec, resolve_style, sha256_file
+from gan_stylizer.errors import StyleError
+from gan_stylizer.io.images import load_image
+from gan_stylizer.styles import REGISTRY, StyleSpec, resolve_style, sha256_file
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "style"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "gan_stylizer" / "configs" / "style"
 
 
 def make_painting() -> bytes:

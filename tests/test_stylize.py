@@ -14,8 +14,11 @@ from conftest import write_checkpoint, write_photo
 from PIL import Image
 from tqdm import tqdm
 
-from gan_stylizer.config import ConfigError, StylizeConfig
-from gan_stylizer.stylize import collect_inputs, plan_outputs, run
+from gan_stylizer.commands.stylize import run
+from gan_stylizer.config.schema import StylizeConfig
+from gan_stylizer.errors import ConfigError
+from gan_stylizer.inference.outputs import plan_outputs
+from gan_stylizer.io.inputs import collect_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +91,7 @@ def no_temp_files(root) -> bool:
 
 
 def test_folder_with_broken_files_stylizes_the_rest(tmp_path, ckpt, capsys, monkeypatch):
-    import gan_stylizer.images as images
+    import gan_stylizer.io.images as images
 
     photos = tmp_path / "in"
     write_photo(photos / "a.png", (40, 30), 0)
@@ -144,12 +147,12 @@ def test_a_failed_folder_exits_nonzero(tmp_path, ckpt):
 
 
 def test_batches_give_the_same_images_as_one_by_one(tmp_path, ckpt, monkeypatch):
-    from gan_stylizer.inference import Stylizer
+    from gan_stylizer.inference.onepass import OnePass
 
     calls = []
-    real_call = Stylizer.__call__
+    real_call = OnePass.__call__
     monkeypatch.setattr(
-        Stylizer, "__call__", lambda self, x: calls.append(x.shape[0]) or real_call(self, x)
+        OnePass, "__call__", lambda self, x: calls.append(x.shape[0]) or real_call(self, x)
     )
     photos = tmp_path / "in"
     for i in range(6):  # a run of three, one of another size, then two
@@ -197,7 +200,8 @@ def test_glob_input_with_a_checkpoint(tmp_path, ckpt, capsys):
 
 
 def test_preserve_color_keeps_the_photo_colours(tmp_path, ckpt):
-    from gan_stylizer.images import load_image, rgb_to_yiq
+    from gan_stylizer.color import rgb_to_yiq
+    from gan_stylizer.io.images import load_image
 
     photo = write_photo(tmp_path / "p.png", (48, 40), 3)
     outputs = {}
@@ -255,7 +259,7 @@ def test_tiled_run_writes_the_untiled_image(tmp_path, ckpt):
 
 
 def test_wrong_or_corrupt_checkpoint_is_a_clear_error(tmp_path, ckpt):
-    from gan_stylizer.checkpoint import CheckpointError
+    from gan_stylizer.errors import CheckpointError
 
     photo = write_photo(tmp_path / "p.png", (20, 20), 0)
     cut = tmp_path / "cut.ckpt"

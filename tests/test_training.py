@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_stylizer.checkpoint import CheckpointError, load_generator
-from gan_stylizer.config import ConfigError, TrainConfig, to_dataclass, validate_train
-from gan_stylizer.train import run
+from gan_stylizer.checkpoints import load_generator
+from gan_stylizer.config.compose import to_dataclass
+from gan_stylizer.config.schema import TrainConfig
+from gan_stylizer.config.validate import validate_train
+from gan_stylizer.errors import CheckpointError, ConfigError
+from gan_stylizer.training.run import run
 
 
 def tiny_config(photo_dir: Path, painting: Path, **overrides) -> TrainConfig:
@@ -99,7 +102,7 @@ def test_checkpoint_is_plain_data_without_vgg(tmp_path, photo_dir, painting):
 
 
 def test_one_step_changes_g_and_d_but_not_vgg(tmp_path, photo_dir, painting):
-    from gan_stylizer import train as train_mod
+    import gan_stylizer.training.run as train_mod
 
     seen = {}
     original = train_mod.StylizerSystem
@@ -307,16 +310,16 @@ def test_a_bf16_mixed_step_trains_with_finite_losses(tmp_path, photo_dir, painti
 def test_precision_auto_is_bf16_only_where_bf16_is_native(monkeypatch):
     from types import SimpleNamespace
 
-    from gan_stylizer import inference
-    from gan_stylizer.train import resolve_train_precision
+    from gan_stylizer import devices
+    from gan_stylizer.devices import resolve_train_precision
 
     def trainer(precision="auto", accelerator="auto"):
         return SimpleNamespace(precision=precision, accelerator=accelerator)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert resolve_train_precision(trainer()) == "bf16-mixed"
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     assert resolve_train_precision(trainer()) == "32"  # emulated bf16 is slower than fp32
     assert resolve_train_precision(trainer(accelerator="mps")) == "32"
     assert resolve_train_precision(trainer("bf16-mixed")) == "bf16-mixed"  # asked for: kept
@@ -337,8 +340,8 @@ def test_precision_auto_is_bf16_only_where_bf16_is_native(monkeypatch):
     ],
 )
 def test_several_devices_get_ddp_with_unused_parameter_detection(devices, nodes, expected):
-    from gan_stylizer.config import TrainerConfig
-    from gan_stylizer.train import choose_strategy
+    from gan_stylizer.config.schema import TrainerConfig
+    from gan_stylizer.training.cluster import choose_strategy
 
     t = TrainerConfig(devices=devices, num_nodes=nodes, accelerator="cpu")
     assert choose_strategy(t) == expected

@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import write_checkpoint, write_photo
 
-from gan_stylizer.config import ConfigError, StylizeConfig
-from gan_stylizer.stylize import run
-from gan_stylizer.video import stylize_video
+from gan_stylizer.commands.stylize import run
+from gan_stylizer.config.schema import StylizeConfig
+from gan_stylizer.errors import ConfigError
+from gan_stylizer.inference.video import stylize_video
 
 av = pytest.importorskip("av")
 
@@ -134,7 +135,7 @@ def test_a_glob_of_videos(tmp_path, ckpt):
 
 
 def test_the_optimization_skips_videos_in_a_folder_with_a_reason(tmp_path, capsys, monkeypatch):
-    import gan_stylizer.stylize as stylize_module
+    import gan_stylizer.commands.stylize as stylize_module
 
     root = tmp_path / "library"
     write_photo(root / "a.png", (24, 16), seed=0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from gan_stylizer.images import luminance, preserve_color
+from gan_stylizer.color import luminance, preserve_color
 from gan_stylizer.losses import total_loss, tv_loss
 from gan_stylizer.perceptual import PerceptualCriterion
 

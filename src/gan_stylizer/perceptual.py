@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gan_stylizer.losses import content_loss, gram, style_loss
-from gan_stylizer.models.vgg import VGG19Features
+from gan_stylizer.models.vgg import VGG19Features, build_vgg
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYER = "relu4_2"
@@ -74,3 +74,9 @@ class PerceptualCriterion(nn.Module):
     @property
     def layers(self) -> tuple[str, ...]:
         return (*self.layer_weights, self.content_layer)
+
+
+def build_criterion(loss_cfg) -> PerceptualCriterion:
+    layers = [*loss_cfg.style_layers, loss_cfg.content_layer]
+    vgg = build_vgg(layers, weights=loss_cfg.vgg.weights, pooling=loss_cfg.vgg.pooling)
+    return PerceptualCriterion(vgg, dict(loss_cfg.style_layers), loss_cfg.content_layer)

@@ -13,12 +13,18 @@ import hashlib
 import http.client
 import os
 import re
-import secrets
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+
+from gan_stylizer.errors import StyleError
+from gan_stylizer.io.atomic import create_temp
+from gan_stylizer.io.images import load_image
 
 __all__ = ["REGISTRY", "StyleError", "StyleSpec", "resolve_style", "sha256_file"]
 
@@ -103,13 +109,6 @@ REGISTRY: dict[str, StyleSpec] = {
 }
 
 
-class StyleError(Exception):
-    """A style cannot be resolved to a usable file; the message is one line saying what to do."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
-
-
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The sha256 of a file's bytes as 64 lowercase hex digits (read in chunks)."""
     digest = hashlib.sha256()
@@ -165,7 +164,7 @@ def resolve_style(
     except (OSError, http.client.HTTPException, ValueError) as err:
         # URLError, HTTPError, timeouts and refused connections are all OSErrors; a server
         # that hangs up mid-body raises IncompleteRead (HTTPException); a bad URL ValueError.
-        reason = _reason(err, timeout)
+        reason = _download_reason(err, timeout)
         raise StyleError(f"style {name!r} could not be downloaded ({reason}); {by_hand}") from None
     return target
 
@@ -188,7 +187,8 @@ def _verified(spec: StyleSpec, target: Path) -> Path:
     try:
         got = sha256_file(target)
     except OSError as err:
-        raise StyleError(f"{target}: cannot read the cached style ({_reason(err)})") from None
+        why = _download_reason(err)
+        raise StyleError(f"{target}: cannot read the cached style ({why})") from None
     if got != spec.sha256:
         # Never delete it ourselves: it may be a file the user put there on purpose.
         raise StyleError(
@@ -203,7 +203,7 @@ def _download(spec: StyleSpec, target: Path, timeout: float) -> None:
     """Stream spec.url into a temporary file beside target, hashing as it goes; rename it into
     place only if the sha256 matches. No temporary file is left behind on any failure."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = _create_temp(target)
+    fd, tmp_name = create_temp(target, ".part")
     tmp: str | None = tmp_name
     try:
         digest = hashlib.sha256()
@@ -239,19 +239,7 @@ def _download(spec: StyleSpec, target: Path, timeout: float) -> None:
                 os.unlink(tmp)
 
 
-def _create_temp(target: Path) -> tuple[int, str]:
-    """A new hidden `.<name>.<random>.part` beside target, mode 0o666 & ~umask: (fd, path)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        name = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
-        try:
-            return os.open(name, flags, 0o666), str(name)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary file name in {target.parent}")
-
-
-def _reason(err: BaseException, timeout: float | None = None) -> str:
+def _download_reason(err: BaseException, timeout: float | None = None) -> str:
     """A short reason for a failed download or read: 'HTTP 404 Not Found', 'timed out', ..."""
     if isinstance(err, urllib.error.HTTPError):
         err.close()  # it holds the response body open
@@ -265,3 +253,42 @@ def _reason(err: BaseException, timeout: float | None = None) -> str:
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     return str(err) or type(err).__name__
+
+
+def default_data_dir() -> Path:
+    """<repo>/data for a source checkout (the usual install), else ~/.cache/gan-stylizer."""
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file():
+        return repo / "data"
+    return Path.home() / ".cache" / "gan-stylizer"
+
+
+def data_dir_of(configured: str | None) -> Path:
+    return Path(configured).expanduser() if configured else default_data_dir()
+
+
+def load_style_image(style_cfg, data_dir: Path, local_rank: int = 0) -> torch.Tensor:
+    """The painting named by the style config, RGB [0,1] [1,3,H,W] at style.size long side."""
+    path = fetch_style(style_cfg, data_dir / "styles", local_rank)
+    return load_image(path, size=style_cfg.size)
+
+
+def fetch_style(
+    style_cfg, cache_dir: Path, local_rank: int = 0, wait_s: float = 600.0, poll_s: float = 0.5
+) -> Path:
+    """The painting's local file. Only local rank 0 downloads a registry painting that is not
+    cached yet; the other ranks of its node wait for the file (a download is renamed into place
+    whole), so a node downloads it once, not once per rank."""
+    spec = REGISTRY.get(style_cfg.name)
+    if local_rank != 0 and style_cfg.path is None and spec is not None:
+        target = Path(cache_dir) / spec.filename
+        deadline = time.monotonic() + wait_s
+        while not target.is_file():
+            if time.monotonic() > deadline:
+                raise StyleError(
+                    f"style {style_cfg.name!r}: local rank {local_rank} waited {wait_s:g} s for "
+                    f"local rank 0 to download {target}; see rank 0's error, or place the file "
+                    "there by hand"
+                )
+            time.sleep(poll_s)
+    return resolve_style(style_cfg.name, style_cfg.path, cache_dir, download=local_rank == 0)

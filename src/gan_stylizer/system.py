@@ -17,57 +17,19 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from gan_stylizer.config import (
-    TrainConfig,
-    resolve_adv_balance,
-    resolve_perceptual_balance,
-    to_plain,
-)
+from gan_stylizer.checkpoints import build_generator
+from gan_stylizer.config.schema import TrainConfig
+from gan_stylizer.config.validate import resolve_adv_balance, resolve_perceptual_balance
+from gan_stylizer.dial import sample_strengths, strength_to_alpha
 from gan_stylizer.losses import d_loss, g_adv_loss, r1_penalty, tv_loss
 from gan_stylizer.models.discriminator import PatchDiscriminator
-from gan_stylizer.models.generator import Generator
 from gan_stylizer.perceptual import PerceptualCriterion
+from gan_stylizer.plain import to_plain
 from gan_stylizer.seeding import seeded_generator
 
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses; the message says what to change."""
-
-
-def build_generator(model_cfg: dict) -> Generator:
-    """Generator from the plain-dict model config stored in checkpoints."""
-    g = model_cfg["generator"]
-    return Generator(
-        channels=g["channels"],
-        n_residual=g["n_residual"],
-        norm=g["norm"],
-        conditioned=bool(g.get("conditioned", False)),
-    )
-
-
-def strength_to_alpha(strength: torch.Tensor | float, alpha_min: float, alpha_max: float):
-    """Style strength s in [0, 1] -> style weight α = alpha_min·(alpha_max/alpha_min)^s."""
-    return alpha_min * (alpha_max / alpha_min) ** strength
-
-
-def sample_strengths(
-    n: int, sampling: str, gen: torch.Generator, ends: float = 0.0, margin: float = 0.0
-) -> torch.Tensor:
-    """n strengths in [0, 1]: uniform, or arcsine (Beta(½, ½), s = sin²(π·u/2) for u uniform:
-    density 1/(π·√(s(1−s))): 20% of draws within 0.1 of each end, where uniform has 10%);
-    with ends > 0, that share of the draws is exactly 0 or 1, half each. With margin m > 0 the
-    draws are stretched over [−m, 1 + m] (the ends' share at −m and 1 + m), so that s = 0 and
-    s = 1 have trained neighbours on both sides."""
-    u, pick = torch.rand(n, generator=gen), torch.rand(n, generator=gen)
-    if sampling == "uniform":
-        s = u
-    elif sampling == "arcsine":
-        s = torch.sin(u * (math.pi / 2)) ** 2
-    else:
-        raise ValueError(f"loss.strength_sampling must be uniform or arcsine, got {sampling!r}")
-    at_end = pick < ends
-    s = torch.where(at_end, (pick < ends / 2).to(s.dtype), s)
-    return s * (1 + 2 * margin) - margin if margin else s
 
 
 def random_style_crops(

@@ -1,0 +1,38 @@
+"""python research/tb_summary.py RUN_DIR: first, last and mean-of-last-10% values of every scalar
+a training run logged to TensorBoard, as a markdown table (for notes and comparisons)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    run = Path(sys.argv[1])
+    tb = run / "tb" if (run / "tb").is_dir() else run
+    if not list(tb.glob("events.out.tfevents.*")):
+        print(f"error: {tb}: no TensorBoard event files", file=sys.stderr)
+        return 1
+    acc = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    acc.Reload()
+    print("| scalar | first (step) | last (step) | mean of last 10% |")
+    print("|---|---|---|---|")
+    for tag in sorted(acc.Tags()["scalars"]):
+        events = acc.Scalars(tag)
+        tail = events[-max(1, len(events) // 10) :]
+        mean = sum(e.value for e in tail) / len(tail)
+        first, last = events[0], events[-1]
+        print(
+            f"| {tag} | {first.value:.4g} ({first.step}) | {last.value:.4g} ({last.step}) "
+            f"| {mean:.4g} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from gan_stylizer.checkpoints import load_generator
+from gan_stylizer.commands.cli import fail_cleanly
+from gan_stylizer.config.compose import to_dataclass
+from gan_stylizer.config.schema import ExportConfig
+from gan_stylizer.config.validate import validate_export
+from gan_stylizer.errors import CheckpointError, ConfigError
+from gan_stylizer.inference.export import export_generator
+from gan_stylizer.inference.exported import load_exported
+
+
+def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
+    """Export cfg.ckpt's generator; with cfg.check, compare it with PyTorch. Returns the paths."""
+
+    validate_export(cfg)
+    out = Path(cfg.output or Path(cfg.ckpt).with_suffix(f".{cfg.format}")).expanduser()
+    if out.suffix != f".{cfg.format}":
+        raise ConfigError(f"output={out}: a {cfg.format} export is a .{cfg.format} file")
+    if out.exists() and not cfg.overwrite:
+        raise ConfigError(f"output={out} exists (overwrite=true replaces it)")
+    generator, run_config = load_generator(cfg.ckpt)
+    label = str(run_config.get("name") or Path(cfg.ckpt).stem)
+    try:
+        model_path, info_path = export_generator(generator, cfg.format, out, label, cfg.ckpt)
+    except ImportError as err:
+        raise ConfigError(
+            f"format={cfg.format} needs {err.name}: pip install 'gan-stylizer[onnx]'"
+        ) from None
+    print(f"wrote {model_path} and {info_path}")
+    if cfg.check:
+        torch.manual_seed(0)
+        content = torch.rand(1, 3, 67, 101)  # odd sizes: the padding inside is exercised
+        apply, _ = load_exported(model_path, torch.device("cpu"))
+        strengths = (0.0, 0.5, 1.0) if generator.conditioned else (None,)
+        with torch.no_grad():
+            diff = max(
+                (apply(content, s) - generator(content, s)).abs().max().item() for s in strengths
+            )
+        print(f"check: max |export - PyTorch| = {diff:.2g} on a 101x67 image")
+        if diff > 1e-3:
+            raise CheckpointError(f"{model_path}: the export differs from PyTorch by {diff:.3g}")
+    return model_path, info_path
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+
+@hydra.main(config_path="../configs", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    with fail_cleanly():
+        run(to_dataclass(cfg, ExportConfig))

@@ -1,0 +1,290 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gan_stylizer.config.schema import (
+    EXPORTED_SUFFIXES,
+    FORMATS,
+    EvaluateConfig,
+    ExportConfig,
+    LossConfig,
+    StylizeConfig,
+    TrainConfig,
+)
+from gan_stylizer.devices import PRECISIONS
+from gan_stylizer.errors import ConfigError
+from gan_stylizer.losses import ADVERSARIAL_LOSSES
+from gan_stylizer.models.generator import NORMS
+from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}={value} must be {'≥' if allow_zero else '>'} 0")
+
+
+ADV_BALANCES = ("auto", "batch", "image")
+
+
+PERCEPTUAL_BALANCES = ("auto", "none", "alpha", "image")
+
+
+STRENGTH_SAMPLINGS = ("uniform", "arcsine")
+
+
+def resolve_adv_balance(setting: str, conditioned: bool) -> str:
+    """loss.adv_balance as training applies it: auto is per image for a conditioned generator,
+    per batch otherwise."""
+    if setting == "auto":
+        return "image" if conditioned else "batch"
+    return setting
+
+
+def resolve_perceptual_balance(setting: str, conditioned: bool) -> str:
+    """loss.perceptual_balance as training applies it: auto is alpha for a conditioned
+    generator; a plain generator's images share one α, so it has none."""
+    if not conditioned:
+        return "none"
+    return "alpha" if setting == "auto" else setting
+
+
+# What training did for a loss setting before the option existed: a run whose saved config
+# lacks the key was trained so (the resume check and research/compare_strength.py read it so).
+BEFORE_THE_OPTION = {
+    "adv_balance": "batch",  # one balance per batch
+    "perceptual_balance": "none",  # each image's loss as is
+    "strength_sampling": "uniform",
+    "strength_ends": 0.0,
+    "strength_margin": 0.0,
+}
+
+
+def trained_with(loss: dict, name: str):
+    """loss.<name> a run was trained with, from its saved config's loss section."""
+    return loss.get(name, BEFORE_THE_OPTION[name])
+
+
+def applied_loss_setting(name: str, value, conditioned: bool):
+    """A loss setting of BEFORE_THE_OPTION as training applies it (auto resolved; the strength
+    draws are None for a plain generator, which has none)."""
+    if name == "adv_balance":
+        return resolve_adv_balance(value, conditioned)
+    if name == "perceptual_balance":
+        return resolve_perceptual_balance(value, conditioned)
+    if not conditioned:
+        return None
+    return float(value) if isinstance(value, int | float) else value
+
+
+def describe_strength_draws(sampling: str, ends: float, margin: float) -> str:
+    """How a conditioned run draws each image's s, in words (model card, compare_strength)."""
+    return (
+        f"strengths drawn {sampling}"
+        + (f", {ends:.0%} at the ends" if ends else "")
+        + (f", over [{-margin:g}, {1 + margin:g}]" if margin else "")
+    )
+
+
+def validate_loss(cfg: LossConfig) -> None:
+
+    for key in ("alpha", "beta", "tv", "adv", "r1"):
+        _positive(f"loss.{key}", getattr(cfg, key), allow_zero=True)
+    if cfg.alpha == 0 and cfg.beta == 0:
+        raise ConfigError("loss.alpha and loss.beta are both 0: nothing to optimize")
+    _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
+    _choice("loss.adv_balance", cfg.adv_balance, ADV_BALANCES)
+    _choice("loss.perceptual_balance", cfg.perceptual_balance, PERCEPTUAL_BALANCES)
+    _choice("loss.strength_sampling", cfg.strength_sampling, STRENGTH_SAMPLINGS)
+    if not 0.0 <= cfg.strength_ends < 1.0:
+        raise ConfigError(f"loss.strength_ends={cfg.strength_ends} must be in [0, 1)")
+    if not 0.0 <= cfg.strength_margin <= 0.5:
+        raise ConfigError(f"loss.strength_margin={cfg.strength_margin} must be in [0, 0.5]")
+    _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
+    _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
+    if not cfg.style_layers:
+        raise ConfigError("loss.style_layers is empty")
+    for name in (*cfg.style_layers, cfg.content_layer):
+        _choice("loss layer", name, LAYER_NAMES)
+
+
+def validate_train(cfg: TrainConfig) -> None:
+    """Fail at start-up, before any expensive work, on values that cannot work."""
+
+    validate_loss(cfg.loss)
+    _positive("style.size", cfg.style.size)
+    _choice("data.source", cfg.data.source, ("samples", "folder", "coco"))
+    if cfg.data.source == "folder" and not cfg.data.root:
+        raise ConfigError("data=folder needs data.root=/path/to/photos")
+    d = cfg.data
+    for key in ("image_size", "batch_size", "val_count", "val_size"):
+        _positive(f"data.{key}", getattr(d, key))
+    _positive("data.num_workers", d.num_workers, allow_zero=True)
+    lo, hi = d.resize_long_side
+    if not (d.image_size <= lo <= hi):
+        raise ConfigError(
+            f"data.resize_long_side={list(d.resize_long_side)} must satisfy "
+            f"data.image_size ({d.image_size}) ≤ min ≤ max"
+        )
+    _choice("model.generator.norm", cfg.model.generator.norm, NORMS)
+    if cfg.model.generator.conditioned:
+        if cfg.model.generator.norm != "instance":
+            raise ConfigError(
+                "model.generator.conditioned=true needs model.generator.norm=instance"
+            )
+        if not 0 < cfg.loss.alpha_min < cfg.loss.alpha_max:
+            raise ConfigError(
+                f"a conditioned generator needs 0 < loss.alpha_min < loss.alpha_max, got "
+                f"{cfg.loss.alpha_min} and {cfg.loss.alpha_max}"
+            )
+    _positive("model.generator.channels", cfg.model.generator.channels)
+    _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers)
+    n_layers = cfg.model.discriminator.n_layers
+    # D's stride-2 convs (k4, p1) halve the crop; its last two convs (k4, s1, p1) take 1 px each.
+    if cfg.loss.adv > 0 and d.image_size // 2**n_layers < 3:
+        raise ConfigError(
+            f"data.image_size={d.image_size} is too small for a discriminator with "
+            f"model.discriminator.n_layers={n_layers}: it needs crops of at least "
+            f"{3 * 2**n_layers} px (raise data.image_size or lower n_layers)"
+        )
+    s_lo, s_hi = cfg.model.discriminator.crop_scale
+    if not (0 < s_lo <= s_hi):
+        raise ConfigError("model.discriminator.crop_scale must be [min, max] with 0 < min ≤ max")
+    t = cfg.trainer
+    keys = ("steps", "lr_g", "lr_d", "lr_strength_mult", "ckpt_every", "image_every")
+    for key in (*keys, "log_every", "max_nonfinite"):
+        _positive(f"trainer.{key}", getattr(t, key))
+    if t.keep_every is not None:
+        _positive("trainer.keep_every", t.keep_every, allow_zero=True)
+    if not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1)")
+    if str(t.precision) == "16-mixed":
+        # Under manual optimization the fp16 loss scale only moves inside opt.step(): our
+        # non-finite guard and clipping would see scaled gradients and skip the very steps
+        # that lower the scale.
+        raise ConfigError(
+            "trainer.precision=16-mixed is not supported (fp16 loss scaling and manual GAN "
+            "steps do not mix); use trainer.precision=auto (default), bf16-mixed or 32"
+        )
+    _choice("trainer.precision", str(t.precision), ("auto", "32", "32-true", "bf16-mixed"))
+
+
+def parse_strengths(value: Any) -> list[float] | None:
+    """strength= as given (None, a number, a list, or text like "0,0.5,1") -> floats in [0, 1]."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Sequence):  # a number (a list comes from Hydra as a ListConfig)
+        items = [items]
+    strengths = []
+    for item in items:
+        try:
+            if isinstance(item, bool):  # strength=true would read as 1.0
+                raise TypeError
+            s = float(item)
+        except (TypeError, ValueError):
+            raise ConfigError(f"strength={value!r}: {item!r} is not a number") from None
+        if s in strengths:
+            raise ConfigError(f"strength={value!r}: {s:g} is listed twice")
+        if not 0.0 <= s <= 1.0:
+            raise ConfigError(f"strength={value!r}: {s:g} is outside [0, 1]")
+        strengths.append(s)
+    if not strengths:
+        raise ConfigError("strength= is empty")
+    return strengths
+
+
+def validate_stylize(cfg: StylizeConfig) -> None:
+
+    if not cfg.input:
+        raise ConfigError("input= is required: a photo, a folder, a glob or a video")
+    if cfg.size is not None:
+        _positive("size", cfg.size)
+    if cfg.scale is not None:
+        _positive("scale", cfg.scale)
+        if cfg.size is not None:
+            raise ConfigError("size= and scale= both given: use one")
+    _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
+    _choice("precision", str(cfg.precision), PRECISIONS)
+    try:
+        tile = parse_tile(cfg.tile)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _positive("batch_size", cfg.batch_size)
+    strengths = parse_strengths(cfg.strength)
+    if strengths is not None and not cfg.ckpt:
+        raise ConfigError("strength= needs ckpt= of a conditioned generator (model=conditioned)")
+    if cfg.grid and (strengths is None or len(strengths) < 2):
+        raise ConfigError("grid=true needs several strengths, e.g. strength=[0,0.5,1]")
+    if cfg.ckpt and Path(cfg.ckpt).suffix.lower() in EXPORTED_SUFFIXES:
+        if str(cfg.precision) != "auto":
+            raise ConfigError(
+                f"precision={cfg.precision}: an exported model runs as exported (fp32)"
+            )
+        if tile != "auto":
+            raise ConfigError(
+                f"tile={cfg.tile}: tiling needs the training checkpoint, not an export"
+            )
+    _choice("optimizer", cfg.optimizer, ("lbfgs", "adam"))
+    _choice("init", cfg.init, ("content", "noise"))
+    _positive("steps", cfg.steps)
+    if cfg.ckpt is None:
+        validate_loss(cfg.loss)
+        _positive("style.size", cfg.style.size)
+
+
+def validate_export(cfg: ExportConfig) -> None:
+
+    if not cfg.ckpt:
+        raise ConfigError("ckpt= is required: the training checkpoint to export")
+    _choice("format", cfg.format, FORMATS)
+
+
+def validate_evaluate(cfg: EvaluateConfig) -> None:
+    if not cfg.input:
+        raise ConfigError("input= is required: a folder of photos (or a file or a glob)")
+    _choice("method", cfg.method, ("gan", "optimize"))
+    if cfg.method == "gan" and not cfg.ckpt:
+        raise ConfigError("method=gan needs ckpt=path/to/last.ckpt (or use method=optimize)")
+    if cfg.method == "optimize" and cfg.ckpt:
+        raise ConfigError("method=optimize takes no ckpt= (it is the per-image optimization)")
+    if cfg.strength is not None:
+        if cfg.method != "gan":
+            raise ConfigError("strength= is for method=gan with a conditioned ckpt")
+        if len(parse_strengths(cfg.strength)) != 1:
+            raise ConfigError(f"strength={cfg.strength}: evaluate one strength per run")
+    for key in ("size", "steps", "sheet_rows"):
+        _positive(key, getattr(cfg, key))
+    _positive("alpha", cfg.alpha, allow_zero=True)
+    _positive("beta", cfg.beta, allow_zero=True)
+    _positive("equal_quality_steps", cfg.equal_quality_steps, allow_zero=True)
+    _positive("style.size", cfg.style.size)
+    if cfg.limit is not None:
+        _positive("limit", cfg.limit)
+    bad = [s for s in cfg.snapshots if not 0 < s <= cfg.steps]
+    if bad:
+        raise ConfigError(f"snapshots={bad}: every snapshot must be in 1..steps ({cfg.steps})")
+    _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
+
+
+MIN_TILE = 64
+
+
+def parse_tile(tile: str | int) -> str | int:
+    """tile= value -> "auto", "off" or a tile size in px (a multiple of 4, at least MIN_TILE)."""
+    text = str(tile).strip().lower()
+    if text in ("auto", "off"):
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        raise ValueError(f"tile={tile!r}: use auto, off or a size in pixels") from None
+    if size < MIN_TILE:
+        raise ValueError(f"tile={size}: tiles must be at least {MIN_TILE} px")
+    return size - size % 4
