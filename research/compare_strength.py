@@ -2,7 +2,7 @@
 (model=conditioned: α = alpha_min·(alpha_max/alpha_min)^s) and, for each point s, a dedicated
 generator at that α, all with the same recipe, photos and budget; evaluate the conditioned one at
 every strength of the curve and each dedicated one at its α, on one folder, under the fixed
-reference of gan_stylizer.evaluate.
+reference of gan_stylizer.evaluation.
 
     python research/compare_strength.py train=PHOTOS val=VAL_PHOTOS [steps=1000]
         [conditioned_steps=STEPS]
@@ -14,7 +14,7 @@ reference of gan_stylizer.evaluate.
 
 Arguments after `--` are train.py overrides for every run (e.g. -- trainer.lr_g=5e-4);
 conditioned= names the conditioned model's run folder under runs= (to compare a variant,
-e.g. conditioned=conditioned_batch -- loss.adv_balance=batch, against the same dedicated runs).
+e.g. conditioned=conditioned_lr -- trainer.lr_g=5e-4, against the same dedicated runs).
 conditioned_steps= gives the conditioned model another budget than the dedicated ones' (e.g.
 3000: the three dedicated trainings' total, what the sweep it replaces costs); by default all
 get `steps`. reuse= takes the dedicated models' evaluations from an earlier comparison's
@@ -46,15 +46,7 @@ from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.commands.cli import fail_cleanly
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import LossConfig, StyleConfig
-from gan_stylizer.config.validate import (
-    BEFORE_THE_OPTION,
-    applied_loss_setting,
-    describe_strength_draws,
-    resolve_adv_balance,
-    resolve_perceptual_balance,
-    trained_with,
-)
-from gan_stylizer.dial import strength_to_alpha
+from gan_stylizer.dial import DRAWS, strength_to_alpha
 from gan_stylizer.evaluation.report import format_table
 from gan_stylizer.evaluation.ruler import Evaluator, mean_metrics, reference_description
 from gan_stylizer.evaluation.runners import evaluate_one_pass, load_photos, one_pass
@@ -174,15 +166,6 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
     if args["style_path"] is not None:
         common.append(f"style.path={args['style_path']}")
     common += extra
-    # The loss options a run may predate (BEFORE_THE_OPTION), as train.py's defaults set them
-    # unless an override after `--` does.
-    requested = {name: str(getattr(LossConfig, name)) for name in BEFORE_THE_OPTION}
-    requested["lr_strength_mult"] = "1"
-    for item in extra:
-        key, _, value = item.partition("=")
-        section, _, name = key.lstrip("+").partition(".")
-        if section in ("loss", "trainer") and name in requested:
-            requested[name] = value
 
     def conditioned_check(config: dict) -> str | None:
         generator, loss = config["model"]["generator"], config["loss"]
@@ -191,28 +174,12 @@ def recipes(args: dict, extra: list[str]) -> list[Training]:
         trained = (loss.get("alpha_min"), loss.get("alpha_max"))
         if trained != (args["alpha_min"], args["alpha_max"]):
             return f"trained with loss.alpha_min, alpha_max = {trained}"
-        for name in BEFORE_THE_OPTION:  # auto resolved, as training applied it
-            used = applied_loss_setting(name, trained_with(loss, name), conditioned=True)
-            wanted = applied_loss_setting(name, requested[name], conditioned=True)
-            if isinstance(used, float):
-                if not same_number(used, wanted):
-                    return f"trained with loss.{name}={used:g}"
-            elif used != wanted:
-                return f"trained with loss.{name}={used}"
-        mult = config.get("trainer", {}).get("lr_strength_mult", 1.0)
-        if not same_number(mult, requested["lr_strength_mult"]):
-            return f"trained with trainer.lr_strength_mult={mult:g}"
         return None
 
     def dedicated_check(alpha: float):
         def check(config: dict) -> str | None:
             if config["model"]["generator"].get("conditioned", False):
                 return "a conditioned generator"
-            balance = resolve_adv_balance(
-                trained_with(config["loss"], "adv_balance"), conditioned=False
-            )
-            if balance != resolve_adv_balance(requested["adv_balance"], conditioned=False):
-                return f"trained with loss.adv_balance={balance}"
             if not math.isclose(config["loss"]["alpha"], alpha, rel_tol=1e-6):
                 return f"trained with loss.alpha={config['loss']['alpha']}"
             return None
@@ -399,22 +366,13 @@ def main(argv: list[str]) -> int:
         f"({', '.join(f'{v:.4g}' for v in curve_style)}; on {per_photo} of {n} photos "
         f"alone); content loss {', '.join(f'{v:.4g}' for v in curve_content)}.\n"
     )
-    cond_loss = configs["conditioned"]["loss"]
-    draws = describe_strength_draws(
-        trained_with(cond_loss, "strength_sampling"),
-        trained_with(cond_loss, "strength_ends"),
-        trained_with(cond_loss, "strength_margin"),
-    )
     note = (
         f"Reference: caffe VGG19, α={args['alpha']:g}, β={args['beta']:g}, {n} photos of "
         f"{args['val']} at {args['size']} px long side, {torch.get_num_threads()} CPU threads on "
         f"{device}; {budget_words(args)} with "
         f"experiment={args['recipe']} (conditioned: run {args['conditioned']}, α from "
         f"{args['alpha_min']:g} to {args['alpha_max']:g}, adversarial share balanced per "
-        f"{resolve_adv_balance(trained_with(cond_loss, 'adv_balance'), conditioned=True)}, "
-        f"perceptual balance "
-        f"{resolve_perceptual_balance(trained_with(cond_loss, 'perceptual_balance'), True)}, "
-        f"{draws}).\n\n"
+        f"image, perceptual balance alpha, {DRAWS}).\n\n"
     )
     print("== each model on the objective it was trained for, on crops of the val photos")
     objectives = training_objectives(args, generators, configs["conditioned"], photos, device)

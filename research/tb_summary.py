@@ -1,5 +1,5 @@
-"""python research/tb_summary.py RUN_DIR: first, last and mean-of-last-10% values of every scalar
-a training run logged to TensorBoard, as a markdown table (for notes and comparisons)."""
+"""python research/tb_summary.py run=RUN_DIR: first, last and mean-of-last-10% values of every
+scalar a training run logged to TensorBoard, as a markdown table (for notes and comparisons)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from trainings import UsageError, parse_key_values
 
 
-def main() -> int:
-    if len(sys.argv) != 2:
-        print(__doc__.strip(), file=sys.stderr)
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_key_values(argv, {"run": None}, folders=("run",))
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    run = Path(sys.argv[1])
+    run = Path(args["run"])
     tb = run / "tb" if (run / "tb").is_dir() else run
     if not list(tb.glob("events.out.tfevents.*")):
         print(f"error: {tb}: no TensorBoard event files", file=sys.stderr)
@@ -35,4 +38,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""python research/tile_sheet.py CKPT PHOTO OUT.png [--tile 512] [--crop 400] [--precision auto]
+"""python research/tile_sheet.py ckpt=CKPT photo=PHOTO out=OUT.png [tile=512] [crop=400]
+    [precision=auto]
 
 Shows that tiled inference leaves no seam: stylizes PHOTO at full resolution tiled (as
 stylize.py does above 2 MP) and untiled, and writes a contact sheet:
@@ -11,17 +12,17 @@ Prints the mean absolute difference between the two outputs (in 1/255), overall 
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 from PIL import ImageDraw
+from trainings import UsageError, parse_key_values
 
 from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.config.validate import parse_tile
 from gan_stylizer.devices import resolve_dtype
 from gan_stylizer.errors import CheckpointError, ImageError
-from gan_stylizer.inference import _spans
+from gan_stylizer.inference.layers import spans
 from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.io.images import load_image, pil_to_tensor, save_image, tensor_to_pil
 from gan_stylizer.io.sheets import make_grid
@@ -31,36 +32,42 @@ from gan_stylizer.models.generator import Generator
 def boundaries(size: int, tile: int) -> list[int]:
     """Output pixels where tiles meet along one axis (the blend is centred there)."""
     padded = size + max(-size % Generator.MULTIPLE, Generator.MIN_SIZE - size)
-    return [4 * start for start, _ in _spans(padded // 4, tile // 4)[1:]]
+    return [4 * start for start, _ in spans(padded // 4, tile // 4)[1:]]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ckpt")
-    parser.add_argument("photo")
-    parser.add_argument("out")
-    parser.add_argument("--tile", default="512")
-    parser.add_argument("--crop", type=int, default=400)
-    parser.add_argument("--precision", default="auto")
-    args = parser.parse_args()
+DEFAULTS = {
+    "ckpt": None,
+    "photo": None,
+    "out": None,
+    "tile": "512",
+    "crop": 400,
+    "precision": "auto",
+}
+
+
+def main(argv: list[str]) -> int:
     try:
-        generator, _ = load_generator(args.ckpt)
-        content = load_image(args.photo)
-        tile = parse_tile(args.tile)
-    except (CheckpointError, ImageError, ValueError) as err:
+        args = parse_key_values(argv, DEFAULTS, ints=("crop",), folders=())
+        missing = [key for key in ("ckpt", "photo", "out") if args[key] is None]
+        if missing:
+            raise UsageError(f"{', '.join(f'{k}=' for k in missing)} required; see the docstring")
+        generator, _ = load_generator(args["ckpt"])
+        content = load_image(args["photo"])
+        tile = parse_tile(args["tile"])
+    except (UsageError, CheckpointError, ImageError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not isinstance(tile, int):
-        print("error: --tile must be a size in pixels", file=sys.stderr)
+        print("error: tile= must be a size in pixels", file=sys.stderr)
         return 2
     device = torch.device("cpu")
-    dtype = resolve_dtype(args.precision, device)
+    dtype = resolve_dtype(args["precision"], device)
     h, w = content.shape[-2:]
     rows, cols = boundaries(h, tile), boundaries(w, tile)
     if not rows and not cols:
-        print(f"error: {args.photo}: {w}x{h} fits in one {tile}-px tile", file=sys.stderr)
+        print(f"error: {args['photo']}: {w}x{h} fits in one {tile}-px tile", file=sys.stderr)
         return 2
-    crop = min(args.crop, h, w)
+    crop = min(args["crop"], h, w)
     tiled = OnePass(generator, device, dtype, tile)(content)
     whole = OnePass(generator, device, dtype, "off")(content)
     diff = (tiled - whole).abs()
@@ -81,16 +88,16 @@ def main() -> int:
     draw.rectangle([left, top, left + crop, top + crop], outline=(255, 0, 0), width=3 * line)
     # One height for both rows: the crops' own size, so that they show at 100%.
     sheet = make_grid([[content, pil_to_tensor(overview)], crops], height=crop)
-    save_image(sheet, args.out)
+    save_image(sheet, args["out"])
     print(
-        f"{args.photo}: {w}x{h}, tile {tile} ({len(rows) + 1}x{len(cols) + 1} tiles), "
+        f"{args['photo']}: {w}x{h}, tile {tile} ({len(rows) + 1}x{len(cols) + 1} tiles), "
         f"{str(dtype).removeprefix('torch.')}; tiled vs untiled: mean |diff| "
         f"{diff.mean().item() * 255:.3f}/255, in the crop {diff[box].mean().item() * 255:.3f}/255, "
         f"max {diff.max().item() * 255:.1f}/255; crop at ({left}, {top}), {crop} px; "
-        f"wrote {args.out}"
+        f"wrote {args['out']}"
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

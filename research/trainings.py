@@ -44,10 +44,17 @@ class Training:
 
 
 def parse_key_values(
-    argv: list[str], defaults: dict, ints: tuple, floats: tuple, hint: str = ""
+    argv: list[str],
+    defaults: dict,
+    ints: tuple = (),
+    floats: tuple = (),
+    hint: str = "",
+    folders: tuple = ("train", "val"),
 ) -> dict:
-    """key=value arguments over the defaults, numbers converted, then train= and val= (and
-    sheet= when given) checked to be folders; one-line UsageError otherwise."""
+    """The research scripts' one CLI idiom: key=value arguments over the defaults (a default of
+    None with no value given: a required key), numbers converted, and the keys in `folders` that
+    the script has (and sheet= when given) checked to be folders; a one-line UsageError
+    otherwise."""
     args = dict(defaults)
     for item in argv:
         key, sep, value = item.partition("=")
@@ -59,8 +66,8 @@ def parse_key_values(
             args[key] = int(value) if key in ints else float(value) if key in floats else value
         except ValueError:
             raise UsageError(f"{key}={value!r} is not a number") from None
-    for key in ("train", "val"):
-        if not args[key] or not Path(args[key]).is_dir():
+    for key in folders:
+        if key in args and (not args[key] or not Path(args[key]).is_dir()):
             raise UsageError(f"{key}= must name a folder of photos, got {args[key]!r}")
     if args.get("sheet") is not None and not Path(args["sheet"]).is_dir():
         raise UsageError(f"sheet= must name a folder of photos, got {args['sheet']!r}")

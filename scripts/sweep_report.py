@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gan_stylizer.evaluation.sweep import write_report
-
 from gan_stylizer.errors import CheckpointError, ConfigError, ImageError
 from gan_stylizer.io.images import load_image
-from gan_stylizer.training.sweep import RANKINGS
+from gan_stylizer.training.sweep import RANKINGS, write_report
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from gan_stylizer.training.cluster import RequeueAtBatchEnd, slurm_environment
 from gan_stylizer.training.run import build_trainer, run
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "src" / "gan_stylizer" / "configs"
 SLURM_TASK = {  # what srun sets for a one-task job
     "SLURM_JOB_ID": "4242",
     "SLURM_JOB_NAME": "train",
@@ -214,7 +215,11 @@ def test_submitit_slurm_launcher_shapes_the_job_like_the_trainer(tmp_path, monke
     ]
     with (
         warnings.catch_warnings(),  # the schema-matching note that train.py silences too
-        initialize_config_dir(config_dir=str(REPO / "src" / "gan_stylizer" / "configs"), version_base="1.3", job_name="t"),
+        initialize_config_dir(
+            config_dir=str(REPO / "src" / "gan_stylizer" / "configs"),
+            version_base="1.3",
+            job_name="t",
+        ),
     ):
         warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_slurm' is valid")
         cfg = compose("train", overrides=overrides, return_hydra_config=True)

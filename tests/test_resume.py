@@ -16,6 +16,7 @@ import torch
 from conftest import tiny_train_overrides
 from test_training import tiny_config
 
+from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.errors import ConfigError
 from gan_stylizer.training.data import PhotoStream
 from gan_stylizer.training.run import run
@@ -106,54 +107,25 @@ def test_auto_resume_refuses_another_run_in_the_same_directory(tmp_path, photo_d
     )
 
 
-def test_a_run_from_before_an_option_resumes_only_as_it_was_trained(tmp_path, painting):
-    """A saved config without a loss option (say loss.strength_ends) was trained as before the
-    option: auto-resume goes on only where the command asks for the same, auto resolved."""
-    from gan_stylizer.config.validate import BEFORE_THE_OPTION
-    from gan_stylizer.plain import to_plain
-    from gan_stylizer.training.resume import check_same_run
-
-    def checkpoint(conditioned: bool) -> dict:
-        config = to_plain(
-            tiny_config(tmp_path, painting, **{"model.generator.conditioned": conditioned})
-        )
-        for name in BEFORE_THE_OPTION:
-            del config["loss"][name]
-        return {"hyper_parameters": {"config": config}, "gan_stylizer": {"g_step": 5}}
-
-    def now(conditioned: bool, **overrides):
-        return tiny_config(
-            tmp_path, painting, **{"model.generator.conditioned": conditioned, **overrides}
-        )
-
-    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    dial = checkpoint(conditioned=True)
-    more = (
-        r"\(and 4 more: loss\.perceptual_balance, loss\.strength_ends, "
-        r"loss\.strength_margin, loss\.strength_sampling\)"
-    )
-    with pytest.raises(ConfigError, match=r"asks for loss\.adv_balance=auto " + more):
-        check_same_run(path, dial, now(True))
-    before = {
-        "loss.adv_balance": "batch",
-        "loss.perceptual_balance": "none",
-        "loss.strength_sampling": "uniform",
-        "loss.strength_ends": 0.0,
-        "loss.strength_margin": 0.0,
-    }
-    check_same_run(path, dial, now(True, **before))
-    with pytest.raises(
-        ConfigError,
-        match=r"loss\.strength_ends=0\.0, this command asks for loss\.strength_ends=0\.3",
-    ):
-        check_same_run(path, dial, now(True, **(before | {"loss.strength_ends": 0.3})))
-    # A plain generator draws no strengths and its auto balance is per batch: the defaults match.
-    plain = checkpoint(conditioned=False)
-    check_same_run(path, plain, now(False))
-    with pytest.raises(
-        ConfigError, match=r"loss\.adv_balance=batch, this command asks for loss\.adv_balance=image"
-    ):
-        check_same_run(path, plain, now(False, **{"loss.adv_balance": "image"}))
+def test_a_run_from_before_the_dial_was_built_in_is_refused_in_one_line(
+    tmp_path, photo_dir, painting
+):
+    """A checkpoint of format 1 was trained with options that are now built in or gone: it is
+    not resumed (by auto, last or a path), and it still stylizes."""
+    out = tmp_path / "run"
+    last = run(tiny_config(photo_dir, painting), out)
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["gan_stylizer"]["format"] == 2
+    ckpt["gan_stylizer"]["format"] = 1
+    ckpt["hyper_parameters"]["config"]["loss"]["strength_margin"] = 0.1
+    torch.save(ckpt, last)
+    refused = r"trained by an earlier gan-stylizer \(checkpoint format 1, .*cannot be resumed"
+    for ckpt_path in ("auto", "last", str(last)):
+        cfg = tiny_config(photo_dir, painting, **{"trainer.steps": 3, "ckpt_path": ckpt_path})
+        with pytest.raises(ConfigError, match=refused):
+            run(cfg, out)
+    generator, _ = load_generator(last)
+    assert generator(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
 def test_a_killed_hpc_checkpoint_is_skipped_and_the_newest_readable_one_resumed(

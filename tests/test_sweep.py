@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_train_overrides, write_checkpoint, write_photo
-from gan_stylizer.evaluation.sweep import write_report
 
 from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.io.images import load_image, resize_long_side
-from gan_stylizer.training.sweep import collect_runs, contact_sheet, rank_runs
+from gan_stylizer.training.sweep import collect_runs, contact_sheet, rank_runs, write_report
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "src" / "gan_stylizer" / "configs"
 
 
 def compose_train(overrides: list[str]):
@@ -33,7 +33,11 @@ def compose_train(overrides: list[str]):
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     with (
         warnings.catch_warnings(),
-        initialize_config_dir(config_dir=str(REPO / "src" / "gan_stylizer" / "configs"), version_base="1.3", job_name="t"),
+        initialize_config_dir(
+            config_dir=str(REPO / "src" / "gan_stylizer" / "configs"),
+            version_base="1.3",
+            job_name="t",
+        ),
     ):
         warnings.simplefilter("ignore")
         return compose("train", overrides=overrides, return_hydra_config=True)

@@ -12,8 +12,6 @@ import torch
 from gan_stylizer.errors import CheckpointError
 from gan_stylizer.models.generator import Generator
 
-FORMAT = 1
-
 
 def load_checkpoint(path: str | Path) -> dict:
     """The checkpoint's dict, loaded with weights_only=True: pickled code is refused, not run."""
@@ -76,14 +74,3 @@ def load_generator(path: str | Path, use_ema: bool = True) -> tuple[Generator, d
             f"{path}: weights do not fit the generator it describes: {detail}"
         ) from None
     return generator.eval().requires_grad_(False), ckpt["hyper_parameters"]["config"]
-
-
-def build_generator(model_cfg: dict) -> Generator:
-    """Generator from the plain-dict model config stored in checkpoints."""
-    g = model_cfg["generator"]
-    return Generator(
-        channels=g["channels"],
-        n_residual=g["n_residual"],
-        norm=g["norm"],
-        conditioned=bool(g.get("conditioned", False)),
-    )

@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from gan_stylizer.checkpoints import build_generator
-from gan_stylizer.config.schema import TrainConfig
-from gan_stylizer.config.validate import resolve_adv_balance, resolve_perceptual_balance
-from gan_stylizer.dial import sample_strengths, strength_to_alpha
+from gan_stylizer.dial import adversarial_weights, balance_pull, sample_strengths, strength_to_alpha
 from gan_stylizer.losses import d_loss, g_adv_loss, r1_penalty, tv_loss
 from gan_stylizer.models.discriminator import PatchDiscriminator
+from gan_stylizer.models.generator import build_generator
 from gan_stylizer.perceptual import PerceptualCriterion
 from gan_stylizer.plain import to_plain
 from gan_stylizer.seeding import seeded_generator
+
+if TYPE_CHECKING:  # the method takes its config as a plain object; only the type comes from there
+    from gan_stylizer.config.schema import TrainConfig
+
+
+# A training checkpoint's layout and the training it continues: 2 since the dial's settings were
+# built in (gan_stylizer.dial); a format-1 run was trained with options that no longer exist and
+# is not resumed (its generator still stylizes).
+CHECKPOINT_FORMAT = 2
 
 
 class TrainingDiverged(RuntimeError):
@@ -77,11 +85,6 @@ class StylizerSystem(L.LightningModule):
         plain_model = to_plain(cfg.model)
         self.generator = build_generator(plain_model)
         self.g_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
-        balance = resolve_adv_balance(cfg.loss.adv_balance, self.generator.conditioned)
-        self._balance_per_image = balance == "image"
-        self._perceptual_balance = resolve_perceptual_balance(
-            cfg.loss.perceptual_balance, self.generator.conditioned
-        )
         d = cfg.model.discriminator
         self.discriminator = PatchDiscriminator(channels=d.channels, n_layers=d.n_layers)
         self.criterion = criterion
@@ -99,14 +102,7 @@ class StylizerSystem(L.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg.trainer
-        params = list(self.generator.named_parameters())
-        strength = [p for name, p in params if self.generator.is_strength_parameter(name)]
-        if strength and t.lr_strength_mult != 1:
-            rest = [p for name, p in params if not self.generator.is_strength_parameter(name)]
-            groups = [{"params": rest}, {"params": strength, "lr": t.lr_g * t.lr_strength_mult}]
-        else:
-            groups = [{"params": [p for _, p in params]}]
-        opt_g = torch.optim.Adam(groups, lr=t.lr_g, betas=tuple(t.betas))
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr_g, betas=tuple(t.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=tuple(t.betas))
         return opt_g, opt_d
 
@@ -120,9 +116,8 @@ class StylizerSystem(L.LightningModule):
 
         skipped_before = self.nonfinite_total
         strength = self._sample_strength(content.shape[0]) if self.generator.conditioned else None
-        # s may lie a margin beyond [0, 1] (loss.strength_margin), which forward() refuses.
-        emb = None if strength is None else self.generator.embed(strength)
-        stylized = self.generator.forward_embedded(content, emb)
+        # s lies up to dial.MARGIN beyond [0, 1], which inference refuses.
+        stylized = self.generator(content, strength, check_range=False)
         logs: dict[str, torch.Tensor] = {}
         if adversarial:
             logs |= self._discriminator_step(opt_d, content.shape[0], stylized.detach())
@@ -138,19 +133,10 @@ class StylizerSystem(L.LightningModule):
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
 
     def _sample_strength(self, batch_size: int) -> torch.Tensor:
-        """One style strength per image in [−m, 1 + m] (m = loss.strength_margin, 0.1 by
-        default), by loss.strength_sampling; drawn per (seed, rank, step) like the data, so a
-        resumed run draws what an uninterrupted one would."""
+        """One style strength per image (dial.sample_strengths), drawn per (seed, rank, step)
+        like the data, so a resumed run draws what an uninterrupted one would."""
         gen = seeded_generator(self.cfg.seed, "strength", self.global_rank, self.g_step)
-        loss_cfg = self.cfg.loss
-        strength = sample_strengths(
-            batch_size,
-            loss_cfg.strength_sampling,
-            gen,
-            loss_cfg.strength_ends,
-            loss_cfg.strength_margin,
-        )
-        return strength.to(self.device)
+        return sample_strengths(batch_size, gen).to(self.device)
 
     def _generator_step(
         self,
@@ -169,64 +155,19 @@ class StylizerSystem(L.LightningModule):
         dimensionless weight that holds across α, β, image sizes and D's current scale, where
         the raw L_adv (order 1) and the seed's L_style (order 1e10) differ by ten magnitudes.
         The same idea as VQGAN's adaptive weight (Esser et al. 2021), measured at the output.
-
-        A conditioned generator: image i was made at strength s_i and is judged with its own
-        α_i = strength_to_alpha(s_i); D is not conditioned (it judges texture, which every
-        strength should have). loss.adv_balance=image (auto for a conditioned generator) takes
-        λ per image, λ_i = ‖∂L_perceptual/∂y_i‖ / ‖∂L_adv/∂y_i‖: with one λ for a batch whose
-        α spans 1…25, the α=25 images set the scale and an α=1 image gets an adversarial push
-        several times its own perceptual gradient, so the weak end of the dial came out far
-        more stylized than a model trained at α=1 (docs/results.md).
-
-        loss.perceptual_balance (conditioned only) sets how hard each image pulls on G: with
-        its own α as is (none), the α=25 images' gradients are many times the α=1 ones' and
-        Adam's step follows them; alpha scales image i's perceptual loss by α_mid/α_i; image
-        rescales each image's perceptual pixel gradient to the batch's mean norm. Both leave
-        each image's own optimum (at its strength) where it was."""
+        A conditioned generator takes λ per image (gan_stylizer.dial)."""
         loss_cfg = self.cfg.loss
         pixels = stylized.detach().requires_grad_(True)
-        target = self.criterion.content_features(content)
-        if strength is None:
-            l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else pixels.new_zeros((), dtype=torch.float32)
-            l_style, l_content = self.criterion(pixels, target)
-            alpha = 0.0 if warming_up else loss_cfg.alpha
-            l_perceptual = alpha * l_style + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
-        else:
-            per_style, per_content = self.criterion(pixels, target, reduce=False)
-            per_tv = (
-                tv_loss(pixels, reduce=False) if loss_cfg.tv > 0 else torch.zeros_like(per_style)
-            )
-            l_style, l_content, l_tv = per_style.mean(), per_content.mean(), per_tv.mean()
-            alphas = strength_to_alpha(strength.float(), loss_cfg.alpha_min, loss_cfg.alpha_max)
-            styled = 0.0 * per_style if warming_up else alphas * per_style
-            per_image = styled + loss_cfg.beta * per_content + loss_cfg.tv * per_tv
-            if self._perceptual_balance == "alpha":
-                alpha_mid = math.sqrt(loss_cfg.alpha_min * loss_cfg.alpha_max)
-                per_image = per_image * (alpha_mid / alphas)
-            l_perceptual = per_image.mean()
-        zero = l_style.new_zeros(())
-        l_adv, lam = zero, zero
-        logs = {
-            "train/g_style": l_style.detach(),
-            "train/g_content": l_content.detach(),
-            "train/g_tv": l_tv.detach(),
-        }
+        l_perceptual, logs = self._perceptual_loss(pixels, content, warming_up, strength)
         if not self._finite(l_perceptual, "generator perceptual"):
             return logs
         (grad,) = torch.autograd.grad(l_perceptual, pixels)
-        if self._perceptual_balance == "image":
-            norms = grad.flatten(1).norm(dim=1)
-            grad = grad * (norms.mean() / (norms + 1e-12)).view(-1, 1, 1, 1)
+        l_adv = lam = l_perceptual.new_zeros(())
         if adversarial:
             l_adv = g_adv_loss(loss_cfg.adv_type, self.discriminator(pixels))
             (grad_adv,) = torch.autograd.grad(l_adv, pixels)
-            if self._balance_per_image:
-                per_image = grad.flatten(1).norm(dim=1) / (grad_adv.flatten(1).norm(dim=1) + 1e-12)
-                grad = grad + loss_cfg.adv * per_image.view(-1, 1, 1, 1) * grad_adv
-                lam = per_image.mean()
-            else:
-                lam = grad.norm() / (grad_adv.norm() + 1e-12)
-                grad = grad + loss_cfg.adv * lam * grad_adv
+            weight, lam = adversarial_weights(grad, grad_adv, per_image=strength is not None)
+            grad = grad + loss_cfg.adv * weight * grad_adv
         logs |= {
             "train/g_adv": l_adv.detach(),
             "train/g_adv_lambda": lam.detach(),
@@ -242,6 +183,41 @@ class StylizerSystem(L.LightningModule):
         else:
             opt_g.zero_grad(set_to_none=True)
         return logs
+
+    def _perceptual_loss(
+        self,
+        pixels: torch.Tensor,
+        content: torch.Tensor,
+        warming_up: bool,
+        strength: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """α·L_style + β·L_content + tv·L_tv of the stylized pixels (α = 0 while warming up),
+        and its terms for the logs. A conditioned batch: image i at its own α_i, its pull
+        balanced (dial.balance_pull)."""
+        loss_cfg = self.cfg.loss
+        target = self.criterion.content_features(content)
+        if strength is None:
+            l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else pixels.new_zeros((), dtype=torch.float32)
+            l_style, l_content = self.criterion(pixels, target)
+            alpha = 0.0 if warming_up else loss_cfg.alpha
+            l_perceptual = alpha * l_style + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
+        else:
+            per_style, per_content = self.criterion(pixels, target, reduce=False)
+            per_tv = (
+                tv_loss(pixels, reduce=False) if loss_cfg.tv > 0 else torch.zeros_like(per_style)
+            )
+            l_style, l_content, l_tv = per_style.mean(), per_content.mean(), per_tv.mean()
+            alphas = strength_to_alpha(strength.float(), loss_cfg.alpha_min, loss_cfg.alpha_max)
+            styled = 0.0 * per_style if warming_up else alphas * per_style
+            per_image = styled + loss_cfg.beta * per_content + loss_cfg.tv * per_tv
+            l_perceptual = balance_pull(per_image, alphas, loss_cfg.alpha_min, loss_cfg.alpha_max)
+            l_perceptual = l_perceptual.mean()
+        logs = {
+            "train/g_style": l_style.detach(),
+            "train/g_content": l_content.detach(),
+            "train/g_tv": l_tv.detach(),
+        }
+        return l_perceptual, logs
 
     def _discriminator_step(
         self, opt_d, batch_size: int, fake: torch.Tensor
@@ -328,7 +304,7 @@ class StylizerSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gan_stylizer"] = {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "g_step": self.g_step,
             "nonfinite_total": self.nonfinite_total,
             "nonfinite_streak": self._nonfinite_streak,

@@ -32,8 +32,7 @@ from gan_stylizer.inference.methods import (
 )
 from gan_stylizer.inference.outputs import _real_path, plan_outputs, plan_video_output
 from gan_stylizer.inference.pipeline import Tally, _run_images, _run_video
-from gan_stylizer.inference.video import is_video
-from gan_stylizer.io.inputs import collect_inputs
+from gan_stylizer.io.inputs import collect_inputs, is_video
 
 
 def run(cfg: StylizeConfig) -> int:

@@ -17,7 +17,7 @@ from gan_stylizer.perceptual import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
 class StyleConfig:
     name: str = "starry_night"
     path: str | None = None  # any painting: overrides the registry
-    size: int = 512  # long side (px) of the painting: sets the stroke scale (train.yaml: 768)
+    size: int = 512  # long side (px) of the painting: sets the stroke scale
 
 
 @dataclass
@@ -27,41 +27,15 @@ class VGGConfig:
 
 
 @dataclass
-class LossConfig:
-    alpha: float = 5.0  # style weight (training; loss=optimize uses 300)
-    beta: float = 1.0  # content weight
+class ObjectiveConfig:
+    """The seed's objective L = alpha·L_style + beta·L_content (+ tv·L_tv): the per-image
+    optimization's loss (stylize.py without ckpt=)."""
+
+    # Calibrated at 256-512 px outputs; L_content grows with the pixel count, so quadruple alpha
+    # to keep the look when the long side doubles.
+    alpha: float = 300.0  # style weight: bigger, stronger style
+    beta: float = 1.0  # content weight: bigger, more of the photo
     tv: float = 0.0  # total-variation weight
-    adv: float = 0.1  # adversarial weight, relative (training only)
-    adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
-    # Where the adversarial gradient is scaled to `adv` × the perceptual one: over the whole
-    # batch, or per image (each image's own share: a conditioned generator's batch mixes style
-    # weights 25× apart). auto: image for a conditioned generator, batch otherwise.
-    adv_balance: str = "auto"  # auto | batch | image
-    # How much each image of a conditioned generator's batch moves G (its α spans
-    # alpha_min…alpha_max): none = its own loss as is (the α = 25 images dominate);
-    # alpha = its perceptual loss × α_mid/α_i (α_mid = √(alpha_min·alpha_max)); image = its
-    # perceptual gradient at the pixels rescaled to the batch's mean norm. Each image's own
-    # optimum is unchanged. auto: alpha (measured, docs/results.md); a plain generator has
-    # one α for every image and ignores it.
-    perceptual_balance: str = "auto"  # auto | none | alpha | image
-    r1: float = 0.0  # R1 penalty weight on real samples (training only)
-    # A conditioned generator (model=conditioned): strength s in [0, 1] trains with
-    # α = alpha_min·(alpha_max/alpha_min)^s, a log scale; s = 0.5 is their geometric mean.
-    alpha_min: float = 1.0
-    alpha_max: float = 25.0
-    # How each image's s is drawn: uniform in [0, 1], or arcsine (Beta(½, ½): s = sin²(π·u/2),
-    # twice uniform's share within 0.1 of each end, where an α has neighbours on one side
-    # only); strength_ends of the draws exactly at s = 0 or 1 (at −m and 1 + m with the
-    # margin below), half each. Measured at 1000 steps (docs/results.md): each moved the
-    # dial's ends towards the dedicated models without moving its middle.
-    strength_sampling: str = "arcsine"  # uniform | arcsine
-    strength_ends: float = 0.3
-    # Training draws s over [−m, 1 + m] (α beyond alpha_min…alpha_max by the same log scale,
-    # 0.72…34.5 for 1…25 at m = 0.1), so that s = 0 and 1 lie inside the trained range and
-    # are not pulled towards the middle; inference still takes s in [0, 1]. Measured at 1000
-    # steps (docs/results.md): 0.1 brings both ends within 15% of the dedicated models on
-    # every term; 0.25 overshoots at s = 0.
-    strength_margin: float = 0.1
     style_layers: dict[str, float] = field(
         default_factory=lambda: {
             name: 1.0 / len(DEFAULT_STYLE_LAYERS) for name in DEFAULT_STYLE_LAYERS
@@ -69,6 +43,25 @@ class LossConfig:
     )
     content_layer: str = DEFAULT_CONTENT_LAYER
     vgg: VGGConfig = field(default_factory=VGGConfig)
+
+
+@dataclass
+class LossConfig(ObjectiveConfig):
+    """Training: L_G = alpha·L_style + beta·L_content + tv·L_tv + adv·λ·L_adv."""
+
+    # Calibrated for 128-px training crops: L_content grows with the crop's pixel count, so
+    # quadruple alpha when you double data.image_size. A generator starts from nothing (the
+    # optimization starts from the photo), so it needs a far smaller alpha than the
+    # optimization's: 10x this and the scene dissolves into texture.
+    alpha: float = 5.0
+    adv: float = 0.1  # adversarial weight, relative: 0.1 = a tenth of the perceptual gradient
+    adv_type: str = "hinge"  # hinge | nonsaturating | lsgan
+    r1: float = 0.0  # R1 penalty weight on real samples
+    # A conditioned generator (model=conditioned): strength s in [0, 1] trains with
+    # α = alpha_min·(alpha_max/alpha_min)^s, a log scale; s = 0.5 is their geometric mean.
+    # How the strengths are drawn and balanced is built in (gan_stylizer.dial).
+    alpha_min: float = 1.0
+    alpha_max: float = 25.0
 
 
 @dataclass
@@ -113,9 +106,6 @@ class TrainerConfig:
     steps: int = 3000  # generator updates (= batches); trainer.global_step counts 2 per batch
     lr_g: float = 1e-3
     lr_d: float = 2e-4
-    # model=conditioned: the strength path (embedding and FiLM layers, which start at zero)
-    # learns at lr_g × this; 1 keeps one parameter group (checkpoints from before it resume).
-    lr_strength_mult: float = 1.0
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.999
     warmup_steps: int = 50  # content-only generator steps before style and D kick in
@@ -140,7 +130,8 @@ class TrainConfig:
     # auto: resume this run directory's own newest checkpoint if it has one, else start fresh
     ckpt_path: str | None = "auto"  # auto | null | last | path/to/file.ckpt | path/to/run_dir
     data_dir: str | None = None  # where data/styles and data/coco live; default <repo>/data
-    style: StyleConfig = field(default_factory=StyleConfig)
+    # Training paints at the scale of 512-px photos: bold strokes need a large painting.
+    style: StyleConfig = field(default_factory=lambda: StyleConfig(size=768))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -174,7 +165,7 @@ class StylizeConfig:
     seed: int = 0
     data_dir: str | None = None
     style: StyleConfig = field(default_factory=StyleConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 @dataclass
@@ -193,7 +184,10 @@ class EvaluateConfig:
     method: str = "gan"  # gan (one pass, needs ckpt) | optimize (the seed's method)
     strength: float | None = None  # method=gan, a conditioned ckpt: the strength to evaluate
     size: int = 512  # long side every photo is evaluated at
-    # The reference total L = alpha·L_style + beta·L_content that ranks outputs (see evaluate.yaml)
+    # The ruler: L = alpha·L_style + beta·L_content under caffe VGG19 (relu1_1..relu5_1,
+    # relu4_2). alpha=50 at 512 px is the training default (alpha=5 on 128-px crops) carried to
+    # the evaluation size: L_content grows with the pixel count (512x342 ≈ 10.7 x 128²), L_style
+    # does not. Compare totals only between evaluations with the same alpha, beta, size, style.
     alpha: float = 50.0
     beta: float = 1.0
     steps: int = 300  # method=optimize: L-BFGS steps

@@ -10,6 +10,7 @@ from gan_stylizer.config.schema import (
     EvaluateConfig,
     ExportConfig,
     LossConfig,
+    ObjectiveConfig,
     StylizeConfig,
     TrainConfig,
 )
@@ -30,82 +31,12 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"{key}={value} must be {'≥' if allow_zero else '>'} 0")
 
 
-ADV_BALANCES = ("auto", "batch", "image")
-
-
-PERCEPTUAL_BALANCES = ("auto", "none", "alpha", "image")
-
-
-STRENGTH_SAMPLINGS = ("uniform", "arcsine")
-
-
-def resolve_adv_balance(setting: str, conditioned: bool) -> str:
-    """loss.adv_balance as training applies it: auto is per image for a conditioned generator,
-    per batch otherwise."""
-    if setting == "auto":
-        return "image" if conditioned else "batch"
-    return setting
-
-
-def resolve_perceptual_balance(setting: str, conditioned: bool) -> str:
-    """loss.perceptual_balance as training applies it: auto is alpha for a conditioned
-    generator; a plain generator's images share one α, so it has none."""
-    if not conditioned:
-        return "none"
-    return "alpha" if setting == "auto" else setting
-
-
-# What training did for a loss setting before the option existed: a run whose saved config
-# lacks the key was trained so (the resume check and research/compare_strength.py read it so).
-BEFORE_THE_OPTION = {
-    "adv_balance": "batch",  # one balance per batch
-    "perceptual_balance": "none",  # each image's loss as is
-    "strength_sampling": "uniform",
-    "strength_ends": 0.0,
-    "strength_margin": 0.0,
-}
-
-
-def trained_with(loss: dict, name: str):
-    """loss.<name> a run was trained with, from its saved config's loss section."""
-    return loss.get(name, BEFORE_THE_OPTION[name])
-
-
-def applied_loss_setting(name: str, value, conditioned: bool):
-    """A loss setting of BEFORE_THE_OPTION as training applies it (auto resolved; the strength
-    draws are None for a plain generator, which has none)."""
-    if name == "adv_balance":
-        return resolve_adv_balance(value, conditioned)
-    if name == "perceptual_balance":
-        return resolve_perceptual_balance(value, conditioned)
-    if not conditioned:
-        return None
-    return float(value) if isinstance(value, int | float) else value
-
-
-def describe_strength_draws(sampling: str, ends: float, margin: float) -> str:
-    """How a conditioned run draws each image's s, in words (model card, compare_strength)."""
-    return (
-        f"strengths drawn {sampling}"
-        + (f", {ends:.0%} at the ends" if ends else "")
-        + (f", over [{-margin:g}, {1 + margin:g}]" if margin else "")
-    )
-
-
-def validate_loss(cfg: LossConfig) -> None:
-
-    for key in ("alpha", "beta", "tv", "adv", "r1"):
+def validate_objective(cfg: ObjectiveConfig) -> None:
+    """loss.*: the seed's objective (the optimization's, and training's perceptual part)."""
+    for key in ("alpha", "beta", "tv"):
         _positive(f"loss.{key}", getattr(cfg, key), allow_zero=True)
     if cfg.alpha == 0 and cfg.beta == 0:
         raise ConfigError("loss.alpha and loss.beta are both 0: nothing to optimize")
-    _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
-    _choice("loss.adv_balance", cfg.adv_balance, ADV_BALANCES)
-    _choice("loss.perceptual_balance", cfg.perceptual_balance, PERCEPTUAL_BALANCES)
-    _choice("loss.strength_sampling", cfg.strength_sampling, STRENGTH_SAMPLINGS)
-    if not 0.0 <= cfg.strength_ends < 1.0:
-        raise ConfigError(f"loss.strength_ends={cfg.strength_ends} must be in [0, 1)")
-    if not 0.0 <= cfg.strength_margin <= 0.5:
-        raise ConfigError(f"loss.strength_margin={cfg.strength_margin} must be in [0, 0.5]")
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
     _choice("loss.vgg.pooling", cfg.vgg.pooling, ("max", "avg"))
     if not cfg.style_layers:
@@ -114,9 +45,16 @@ def validate_loss(cfg: LossConfig) -> None:
         _choice("loss layer", name, LAYER_NAMES)
 
 
+def validate_loss(cfg: LossConfig) -> None:
+    """loss.*: training's objective, the adversarial term and the dial's range."""
+    validate_objective(cfg)
+    for key in ("adv", "r1"):
+        _positive(f"loss.{key}", getattr(cfg, key), allow_zero=True)
+    _choice("loss.adv_type", cfg.adv_type, ADVERSARIAL_LOSSES)
+
+
 def validate_train(cfg: TrainConfig) -> None:
     """Fail at start-up, before any expensive work, on values that cannot work."""
-
     validate_loss(cfg.loss)
     _positive("style.size", cfg.style.size)
     _choice("data.source", cfg.data.source, ("samples", "folder", "coco"))
@@ -157,7 +95,7 @@ def validate_train(cfg: TrainConfig) -> None:
     if not (0 < s_lo <= s_hi):
         raise ConfigError("model.discriminator.crop_scale must be [min, max] with 0 < min ≤ max")
     t = cfg.trainer
-    keys = ("steps", "lr_g", "lr_d", "lr_strength_mult", "ckpt_every", "image_every")
+    keys = ("steps", "lr_g", "lr_d", "ckpt_every", "image_every")
     for key in (*keys, "log_every", "max_nonfinite"):
         _positive(f"trainer.{key}", getattr(t, key))
     if t.keep_every is not None:
@@ -235,7 +173,7 @@ def validate_stylize(cfg: StylizeConfig) -> None:
     _choice("init", cfg.init, ("content", "noise"))
     _positive("steps", cfg.steps)
     if cfg.ckpt is None:
-        validate_loss(cfg.loss)
+        validate_objective(cfg.loss)
         _positive("style.size", cfg.style.size)
 
 

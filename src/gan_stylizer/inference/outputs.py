@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from gan_stylizer.errors import ConfigError
-from gan_stylizer.inference.video import VIDEO_EXTENSIONS, is_video
+from gan_stylizer.io.inputs import VIDEO_EXTENSIONS, is_video
 
 
 def plan_outputs(

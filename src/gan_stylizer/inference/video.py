@@ -21,6 +21,7 @@ import torch
 
 from gan_stylizer.errors import ImageError, reason
 from gan_stylizer.io.images import pil_to_tensor, resize_pil, tensor_to_pil
+from gan_stylizer.io.inputs import VIDEO_EXTENSIONS
 
 # suffix -> (container format, video codec, codec options)
 CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -29,7 +30,7 @@ CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
     ".mkv": ("matroska", "libx264", {"crf": "18", "preset": "medium"}),
     ".webm": ("webm", "libvpx-vp9", {"crf": "30", "b": "0"}),
 }
-VIDEO_EXTENSIONS = frozenset(CONTAINERS)
+assert frozenset(CONTAINERS) == VIDEO_EXTENSIONS, "every video suffix that is read is written"
 
 
 class VideoError(ImageError):
@@ -44,10 +45,6 @@ class VideoResult:
     height: int
     had_audio: bool
     seconds: float  # in the stylizer
-
-
-def is_video(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def _av(path: str | os.PathLike[str]):

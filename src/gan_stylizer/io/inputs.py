@@ -6,8 +6,13 @@ from collections.abc import Collection
 from pathlib import Path
 
 from gan_stylizer.errors import ConfigError
-from gan_stylizer.inference.video import VIDEO_EXTENSIONS
 from gan_stylizer.io.images import IMAGE_EXTENSIONS
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm"})  # read and written (PyAV)
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:

@@ -190,10 +190,14 @@ class Generator(nn.Module):
         return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
 
     def strength_embedding(
-        self, strength: float | Sequence[float] | torch.Tensor | None, batch: int
+        self,
+        strength: float | Sequence[float] | torch.Tensor | None,
+        batch: int,
+        check_range: bool = True,
     ) -> torch.Tensor:
         """The embedding [batch, COND_DIM] of a strength (None: DEFAULT_STRENGTH), a float or a
-        tensor/sequence of one value or one per image, each in [0, 1]."""
+        tensor/sequence of one value or one per image, each in [0, 1] (check_range=False:
+        training, whose draws lie a margin beyond; gan_stylizer.dial)."""
         if self.embed is None:
             raise ValueError("this generator has no strength input (it was not trained with one)")
         device = self.embed.mlp[0].weight.device
@@ -202,7 +206,8 @@ class Generator(nn.Module):
         ).reshape(-1)
         if s.numel() not in (1, batch):
             raise ValueError(f"strength: one value or one per image ({batch}), got {s.numel()}")
-        if not torch.compiler.is_compiling() and not bool(((s >= 0) & (s <= 1)).all()):
+        in_range = torch.compiler.is_compiling() or bool(((s >= 0) & (s <= 1)).all())
+        if check_range and not in_range:
             raise ValueError(f"strength must be in [0, 1], got {s.tolist()}")
         return self.embed(s.expand(batch))
 
@@ -224,17 +229,13 @@ class Generator(nn.Module):
         self,
         content: torch.Tensor,
         strength: float | Sequence[float] | torch.Tensor | None = None,
+        check_range: bool = True,
     ) -> torch.Tensor:
-        """strength: only for a conditioned generator (default DEFAULT_STRENGTH)."""
+        """strength: only for a conditioned generator (default DEFAULT_STRENGTH), in [0, 1]
+        unless check_range=False."""
         # strength_embedding refuses a strength for a generator without the input.
         use = self.conditioned or strength is not None
-        emb = self.strength_embedding(strength, content.shape[0]) if use else None
-        return self.forward_embedded(content, emb)
-
-    def forward_embedded(self, content: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        """forward() with the strength embedding [B, COND_DIM] given (self.embed(s); None for a
-        plain generator): training draws s a margin beyond [0, 1] (loss.strength_margin), which
-        forward() refuses."""
+        emb = self.strength_embedding(strength, content.shape[0], check_range) if use else None
         h, w = content.shape[-2:]
         y = self.trunk(self.prepare(content), emb)[..., :h, :w]
         return torch.sigmoid(y.float())
@@ -254,3 +255,14 @@ def _conditioned(module: nn.Module, x: torch.Tensor, emb: torch.Tensor) -> torch
             x = _conditioned(layer, x, emb)
         return x
     return module(x)
+
+
+def build_generator(model_cfg: dict) -> Generator:
+    """Generator from the plain-dict model config stored in checkpoints."""
+    g = model_cfg["generator"]
+    return Generator(
+        channels=g["channels"],
+        n_residual=g["n_residual"],
+        norm=g["norm"],
+        conditioned=bool(g.get("conditioned", False)),
+    )

@@ -13,12 +13,7 @@ from pathlib import Path
 import torch
 
 from gan_stylizer.config.schema import TrainConfig
-from gan_stylizer.config.validate import (
-    describe_strength_draws,
-    resolve_adv_balance,
-    resolve_perceptual_balance,
-)
-from gan_stylizer.dial import strength_to_alpha
+from gan_stylizer.dial import DRAWS, strength_to_alpha
 from gan_stylizer.evaluation.ruler import Evaluator, mean_metrics
 from gan_stylizer.evaluation.runners import Photo, evaluate_one_pass, one_pass
 from gan_stylizer.io.images import resize_long_side
@@ -72,7 +67,6 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         return format(value, fmt) if isinstance(value, int | float) else "–"
 
     seconds = metrics.get("seconds_this_session") or 0.0
-    draws = (loss.strength_sampling, loss.strength_ends, loss.strength_margin)
     lines = [
         f"# Model card: {cfg.name}",
         "",
@@ -91,11 +85,8 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         f"- **Generator**: {cfg.model.generator.channels} channels, "
         f"{cfg.model.generator.n_residual} residual blocks, {cfg.model.generator.norm} norm"
         + (
-            ", conditioned on the style strength (each image's pull balanced by "
-            f"{resolve_perceptual_balance(loss.perceptual_balance, True)}, adversarial share per "
-            f"{resolve_adv_balance(loss.adv_balance, True)}, strength path at "
-            f"{t.lr_strength_mult:g}× lr_g, "
-            f"{describe_strength_draws(*draws)})"
+            ", conditioned on the style strength (each image's pull balanced by alpha, "
+            f"adversarial share per image, {DRAWS})"
             if cfg.model.generator.conditioned
             else ""
         ),

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from gan_stylizer.checkpoints import load_checkpoint
 from gan_stylizer.config.schema import TrainConfig
-from gan_stylizer.config.validate import BEFORE_THE_OPTION, applied_loss_setting
 from gan_stylizer.errors import CheckpointError, ConfigError
 from gan_stylizer.plain import to_plain
+from gan_stylizer.system import CHECKPOINT_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,15 @@ def choose_resume(cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, dict | 
 def saved_config(path: Path, ckpt: dict) -> dict:
     """The config a gan-stylizer training checkpoint was trained with."""
     config = (ckpt.get("hyper_parameters") or {}).get("config")
-    if not isinstance(config, dict) or "g_step" not in (ckpt.get("gan_stylizer") or {}):
+    state = ckpt.get("gan_stylizer")
+    if not isinstance(config, dict) or not isinstance(state, dict) or "g_step" not in state:
         raise ConfigError(f"ckpt_path: {path} is not a gan-stylizer training checkpoint")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"ckpt_path: {path} was trained by an earlier gan-stylizer (checkpoint format "
+            f"{state.get('format')}, before the strength dial's settings were built in) and "
+            f"cannot be resumed: start a new run (it still stylizes: stylize.py ckpt={path})"
+        )
     return config
 
 
@@ -152,16 +159,6 @@ def check_same_run(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
     """ckpt_path=auto resumes a run directory only with the settings it was started with (up to
     SESSION_KEYS): another loss or seed in the same directory is another run, not a restart."""
     saved, now = _flat(saved_config(path, ckpt)), _flat(to_plain(cfg))
-    # A loss option the run predates: it was trained as before the option, and continues so
-    # only where this command asks for the same (auto resolved).
-    conditioned = bool(saved.get("model.generator.conditioned", False))
-    for name, before in BEFORE_THE_OPTION.items():
-        key = f"loss.{name}"
-        if key not in saved and key in now:
-            same = applied_loss_setting(name, before, conditioned) == applied_loss_setting(
-                name, now[key], conditioned
-            )
-            saved[key] = now[key] if same else before
     changed = sorted(
         k for k in saved.keys() & now.keys() if k not in SESSION_KEYS and saved[k] != now[k]
     )

@@ -1,0 +1,251 @@
+"""The model zoo's maintenance: turn trained runs into zoo models, and regenerate its docs.
+
+    python scripts/zoo.py build ckpt=outputs/<run>/checkpoints/last.ckpt name=starry_night
+        val=../shared/data/content/val [size=512] [limit=N] [eq_steps=30] [eq_limit=10]
+        [hardware="2-core AVX2 AMD EPYC, 1 thread"] [out=src/gan_stylizer/pretrained]
+    python scripts/zoo.py report [photos=astronaut,chelsea] [out=docs]
+
+build: the run's EMA generator as <out>/<name>.safetensors (fp16) and <name>.json (the manifest:
+painting and its sha256, recipe = every key that differs from the defaults, steps, hardware,
+commit, the weights' sha256, and the scores on val= under the project's ruler: style and content
+loss, SWD, SSIM and edges at size= px, and the L-BFGS steps of the optimization that reach the
+same total loss, on the first eq_limit photos with at most eq_steps steps).
+report: docs/zoo.md (one table from the manifests) and docs/zoo/gallery.jpg (the public-domain /
+CC0 photos that scikit-image ships, by every zoo model at its default strength, labelled).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from gan_stylizer import zoo
+from gan_stylizer.checkpoints import load_checkpoint, load_generator
+from gan_stylizer.config.schema import StyleConfig, TrainConfig
+from gan_stylizer.errors import CheckpointError, ConfigError, ImageError
+from gan_stylizer.evaluation.ruler import Evaluator, mean_metrics
+from gan_stylizer.evaluation.runners import evaluate_one_pass, load_photos, one_pass
+from gan_stylizer.inference.onepass import OnePass
+from gan_stylizer.io.images import pil_to_tensor, resize_long_side, save_image
+from gan_stylizer.io.sheets import caption, make_grid
+from gan_stylizer.plain import to_plain
+from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image, sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+PATH_KEYS = {"data.root", "data.val_root", "style.path", "data_dir", "ckpt_path"}
+SESSION = {"trainer.threads", "trainer.image_every", "trainer.ckpt_every", "trainer.keep_every"}
+
+
+def flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "loss.style_layers":
+            out |= flat(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def recipe(config: dict) -> dict:
+    """Every key of a run's config that differs from the defaults (paths by their last part)."""
+    defaults = flat(to_plain(TrainConfig()))
+    out = {}
+    for key, value in flat(config).items():
+        if key in SESSION or defaults.get(key, object()) == value:
+            continue
+        out[key] = Path(str(value)).name if key in PATH_KEYS and value else value
+    return out
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def parse(argv: list[str], defaults: dict) -> dict:
+    args = dict(defaults)
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in args:
+            raise ConfigError(
+                f"unknown argument {item!r}; expected key=value with key in {list(args)}"
+            )
+        args[key] = value
+    return args
+
+
+def build(argv: list[str]) -> None:
+    args = parse(
+        argv,
+        {
+            "ckpt": None,
+            "name": None,
+            "val": None,
+            "size": "512",
+            "limit": "",
+            "eq_steps": "30",
+            "eq_limit": "10",
+            "hardware": "",
+            "out": str(REPO / "src/gan_stylizer/pretrained"),
+        },
+    )
+    if not (args["ckpt"] and args["name"] and args["val"]):
+        raise ConfigError("build needs ckpt=, name= and val=")
+    ckpt = load_checkpoint(args["ckpt"])
+    config = ckpt["hyper_parameters"]["config"]
+    generator, _ = load_generator(args["ckpt"])
+    if not generator.conditioned:
+        raise ConfigError(
+            f"{args['ckpt']}: a zoo model is a strength-dial generator (model=conditioned)"
+        )
+    style = config["style"]
+    spec = REGISTRY.get(style["name"])
+    size = int(args["size"])
+    painting = load_style_image(
+        StyleConfig(name=style["name"], path=style.get("path"), size=size),
+        data_dir_of(config.get("data_dir")),
+    )
+    photos, _ = load_photos(args["val"], size, int(args["limit"]) if args["limit"] else None)
+    evaluator = Evaluator(painting, alpha=50.0, beta=1.0)
+    print(f"{args['name']}: scoring on {len(photos)} photos at {size} px", flush=True)
+    rows, _ = evaluate_one_pass(
+        photos, one_pass(generator, torch.device("cpu")), evaluator, progress=lambda s: None
+    )
+    eq_photos = photos[: int(args["eq_limit"])]
+    eq_rows, _ = evaluate_one_pass(
+        eq_photos,
+        one_pass(generator, torch.device("cpu")),
+        evaluator,
+        equal_quality_steps=int(args["eq_steps"]),
+        progress=lambda s: None,
+    )
+    mean = mean_metrics(rows)
+    eq = mean_metrics(eq_rows)
+    reached = sum(r.get("eq_steps") is not None for r in eq_rows)
+    manifest = {
+        "painting": {
+            "name": style["name"],
+            "title": spec.title if spec else style["name"],
+            "sha256": spec.sha256 if spec else sha256_file(style["path"]),
+        },
+        "generator": dict(generator.config),
+        "default_strength": 0.5,
+        "recipe": recipe(config),
+        "steps": int(ckpt["gan_stylizer"]["g_step"]),
+        "hardware": args["hardware"],
+        "commit": commit(),
+        "scores": {
+            "photos": len(rows),
+            "val": Path(args["val"]).name,
+            "size": size,
+            "ruler": "caffe VGG19, alpha=50, beta=1, the painting at the photos' size",
+            "strength": 0.5,
+            **{
+                k: mean[k] for k in ("style", "content", "total", "swd", "ssim", "edges", "seconds")
+            },
+            "eq_photos": len(eq_rows),
+            "eq_max_steps": int(args["eq_steps"]),
+            "eq_reached": reached,
+            "eq_steps": eq.get("eq_steps"),
+        },
+    }
+    weights, info = zoo.save(generator, args["out"], args["name"], manifest)
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {info}")
+
+
+def sample_photos() -> list[tuple[str, torch.Tensor]]:
+    from skimage import data
+
+    return [(name, pil_to_tensor_np(getattr(data, name)())) for name in ("astronaut", "chelsea")]
+
+
+def pil_to_tensor_np(array) -> torch.Tensor:
+    from PIL import Image
+
+    return resize_long_side(pil_to_tensor(Image.fromarray(array)), 384)
+
+
+def report(argv: list[str]) -> None:
+    args = parse(argv, {"out": str(REPO / "docs")})
+    out = Path(args["out"])
+    models = [zoo.describe(name) for name in zoo.names()]
+    if not models:
+        raise ConfigError("the zoo is empty: build models first")
+    photos = sample_photos()
+    rows = []
+    for label, photo in photos:
+        row = [caption(photo, label)]
+        for model in models:
+            generator, _ = zoo.load(model.name)
+            row.append(caption(OnePass(generator)(photo), model.name))
+        rows.append(row)
+    (out / "zoo").mkdir(parents=True, exist_ok=True)
+    gallery = save_image(
+        make_grid(rows, height=256, same_width=True), out / "zoo" / "gallery.jpg", quality=90
+    )
+    lines = [
+        "# The model zoo",
+        "",
+        "Pretrained strength-dial stylizers installed with the package: "
+        "`python stylize.py ckpt=<name> input=photo.jpg [strength=0..1]`; "
+        "`python scripts/models.py` lists them. Regenerate this page and the gallery with "
+        "`python scripts/zoo.py report`; each model was made by `python scripts/zoo.py build ...` "
+        "from a training run (its manifest, `src/gan_stylizer/pretrained/<name>.json`, has the "
+        "recipe, the steps, the hardware and the commit).",
+        "",
+        "![the zoo on scikit-image's astronaut (NASA, public domain) and chelsea (CC0)]"
+        "(zoo/gallery.jpg)",
+        "",
+        "Scores at the default strength (0.5) on the validation photos at 512 px under the "
+        "project's ruler (caffe VGG19, α = 50, β = 1; lower is better for the losses and the "
+        "SWD, higher for SSIM and edges). *Eq. L-BFGS steps*: the mean number of steps the "
+        "per-image optimization needs to reach the same total loss, over the photos where it "
+        "did within the budget.",
+        "",
+        "| model | painting | steps | L_style | L_content | SWD | SSIM | edges | s/image | "
+        "eq. L-BFGS steps (reached / photos, budget) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for model in models:
+        s = model.manifest.get("scores", {})
+        eq = s.get("eq_steps")
+        lines.append(
+            f"| {model.name} | {model.title} | {model.steps} | {s.get('style', 0):.3g} | "
+            f"{s.get('content', 0):.3g} | {s.get('swd', 0):.1f} | {s.get('ssim', 0):.3f} | "
+            f"{s.get('edges', 0):.3f} | {s.get('seconds', 0):.2f} | "
+            f"{'–' if eq is None else f'{eq:.1f}'} ({s.get('eq_reached')}/{s.get('eq_photos')}, "
+            f"{s.get('eq_max_steps')}) |"
+        )
+    hardware = sorted({m.manifest.get("hardware", "") for m in models} - {""})
+    lines += ["", f"Trained on: {'; '.join(hardware) or 'see each manifest'}.", ""]
+    (out / "zoo.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {out / 'zoo.md'} and {gallery}")
+
+
+def main(argv: list[str]) -> int:
+    commands = {"build": build, "report": report}
+    if not argv or argv[0] not in commands:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    try:
+        commands[argv[0]](argv[1:])
+    except (ConfigError, CheckpointError, ImageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""The command line before Hydra sees it: every key=value names a key of the command's schema
+(or a config group, or hydra.*), or the command stops with one line that names the key and the
+closest ones, and exit status 2, before any work. Values Hydra's grammar cannot read as given
+(a file name with '=', ',', quotes or brackets) get a line that shows how to quote them."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from importlib import resources
+
+from gan_stylizer.config.reference import keys
+
+# Characters that Hydra's override grammar reserves in an unquoted value.
+_RESERVED = re.compile(r"[=,'\"\[\]{}()\\ ]|\$\{")
+
+
+def groups(names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each config group's options (the YAML files in gan_stylizer/configs/<group>/)."""
+    root = resources.files("gan_stylizer") / "configs"
+    out = {}
+    for name in names:
+        folder = root / name
+        out[name] = sorted(
+            p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+        )
+    return out
+
+
+def _dict_keys(schema: type) -> list[str]:
+    """Keys whose value is a mapping (loss.style_layers): their own sub-keys are free."""
+    from gan_stylizer.config.reference import rows
+
+    return [key for key, tp, *_ in rows(schema) if tp.startswith("dict")]
+
+
+def problem(argv: list[str], schema: type, group_names: tuple[str, ...] = ()) -> str | None:
+    """The first argument that names no key of `schema`, as one line; None if all do."""
+    known = keys(schema)
+    free = _dict_keys(schema)
+    options = groups(group_names)
+    for arg in argv:
+        if arg.startswith("-"):  # Hydra's own flags: --help, -m, --cfg job, ...
+            continue
+        key, sep, value = arg.partition("=")
+        if not sep:
+            continue  # Hydra explains a bare word itself
+        key = key.lstrip("+~")
+        if key.startswith("hydra.") or key.startswith("hydra/") or key == "hydra":
+            continue
+        if key in options:
+            choices = options[key]
+            plain = value.strip()
+            if plain and plain not in choices and plain != "null" and "," not in plain:
+                close = difflib.get_close_matches(plain, choices, n=3, cutoff=0.5)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                return f"{key}={value}: no such {key} (one of: {', '.join(choices)}){hint}"
+            continue
+        if key in known or any(key.startswith(f"{k}.") for k in free):
+            continue
+        close = difflib.get_close_matches(key, [*known, *options], n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"unknown key {key!r}{hint} (every key: docs/config.md, or --help)"
+    return None
+
+
+def reserved(argv: list[str], path_keys: tuple[str, ...]) -> str | None:
+    """A path value with characters Hydra's grammar reserves, and how to quote it."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in path_keys and _RESERVED.search(value):
+            if value.startswith(("'", '"')) and value.endswith(value[0]) and len(value) > 1:
+                continue  # quoted already
+            escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+            return (
+                f"{key}={value}: this file name has characters that Hydra's command line "
+                f"reserves; quote the value inside the argument: \"{key}='{escaped}'\""
+            )
+    return None
+
+
+def check(argv: list[str], schema: type, group_names: tuple[str, ...], path_keys: tuple[str, ...]):
+    """Stop with one line and exit status 2 on an unknown key or an unquoted reserved value."""
+    line = problem(argv, schema, group_names) or reserved(argv, path_keys)
+    if line:
+        print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(2)

@@ -1,0 +1,39 @@
+"""Behaviour kept: the outputs and trained weights of tests/golden.py equal those of the code
+before the redesign (bit for bit on the machine that made them; within float rounding of another
+CPU's kernels elsewhere)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from golden import GOLDEN, inference_outputs, optimization_outputs, training_weights
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, torch.Tensor]:
+    return torch.load(GOLDEN, weights_only=True)
+
+
+def assert_same(found: dict, golden: dict, atol: float) -> None:
+    assert found.keys() <= golden.keys()
+    for key, value in found.items():
+        assert value.shape == golden[key].shape, key
+        diff = (value.float() - golden[key].float()).abs().max().item()
+        assert diff <= atol, f"{key}: differs from the golden output by {diff:.3g}"
+
+
+def test_one_pass_tiles_and_onnx_export_are_unchanged(tmp_path, golden):
+    assert_same(inference_outputs(tmp_path), golden, atol=1e-5)
+
+
+def test_the_optimizations_first_20_steps_are_unchanged(tmp_path, golden):
+    assert_same(optimization_outputs(tmp_path), golden, atol=1e-4)
+
+
+@pytest.mark.parametrize("conditioned", [False, True], ids=["plain", "conditioned"])
+def test_weights_after_20_training_steps_are_unchanged(tmp_path, golden, conditioned):
+    found = training_weights(tmp_path, conditioned)
+    assert len(found) == sum(
+        k.startswith(f"train_{'cond' if conditioned else 'plain'}/") for k in golden
+    )
+    assert_same(found, golden, atol=1e-4)
