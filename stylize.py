@@ -5,7 +5,7 @@ Without ckpt=, the per-image optimization (Gatys et al.): style=<name> picks the
 The same as `gan-stylizer stylize`: see gan_stylizer.commands.stylize.
 """
 
-from gan_stylizer.commands.stylize import entry
+from gan_stylizer.commands.stylize import main
 
 if __name__ == "__main__":
-    entry()
+    main()

@@ -16,6 +16,7 @@ CC0 photos that scikit-image ships, by every zoo model at its default strength, 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,21 @@ from gan_stylizer.plain import to_plain
 from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-PATH_KEYS = {"data.root", "data.val_root", "style.path", "data_dir", "ckpt_path"}
-SESSION = {"trainer.threads", "trainer.image_every", "trainer.ckpt_every", "trainer.keep_every"}
+PATH_KEYS = {"data.root", "data.val_root", "style.path"}
+# Not the recipe: where files were, how often to write them, the run's own name.
+SESSION = {
+    "name", "data_dir", "ckpt_path", "data.num_workers", "trainer.threads",
+    "trainer.image_every", "trainer.ckpt_every", "trainer.keep_every", "trainer.log_every",
+}  # fmt: skip
+# Options of runs made before the dial's settings were built in, at the values now built in.
+BUILT_IN = {
+    "loss.adv_balance": "auto",
+    "loss.perceptual_balance": "auto",
+    "loss.strength_sampling": "arcsine",
+    "loss.strength_ends": 0.3,
+    "loss.strength_margin": 0.1,
+    "trainer.lr_strength_mult": 1.0,
+}
 
 
 def flat(config: dict, prefix: str = "") -> dict:
@@ -51,17 +65,21 @@ def flat(config: dict, prefix: str = "") -> dict:
 
 
 def recipe(config: dict) -> dict:
-    """Every key of a run's config that differs from the defaults (paths by their last part)."""
+    """Every key of a run's config that differs from the defaults (paths by their last two
+    parts); a run trained with a retired dial option at another value than the one built in
+    now is refused."""
     defaults = flat(to_plain(TrainConfig()))
     out = {}
     for key, value in flat(config).items():
-        if key in SESSION or defaults.get(key, object()) == value:
+        if key in SESSION or defaults.get(key, object()) == value or BUILT_IN.get(key) == value:
             continue
-        out[key] = Path(str(value)).name if key in PATH_KEYS and value else value
+        if key in BUILT_IN:
+            raise ConfigError(f"trained with {key}={value}, not the dial's built-in setting")
+        out[key] = "/".join(Path(str(value)).parts[-2:]) if key in PATH_KEYS and value else value
     return out
 
 
-def commit() -> str:
+def commit_here() -> str:
     try:
         return subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -74,66 +92,56 @@ def commit() -> str:
         return "unknown"
 
 
+def run_commit(ckpt_path: str) -> str:
+    """The commit the run was trained at (its run_info.json), else this checkout's."""
+    info = Path(ckpt_path).resolve().parent.parent / "run_info.json"
+    try:
+        commit = json.loads(info.read_text()).get("git_commit")
+    except (OSError, ValueError):
+        commit = None
+    return str(commit)[:7] if commit else commit_here()
+
+
 def parse(argv: list[str], defaults: dict) -> dict:
     args = dict(defaults)
     for item in argv:
         key, sep, value = item.partition("=")
         if not sep or key not in args:
-            raise ConfigError(
-                f"unknown argument {item!r}; expected key=value with key in {list(args)}"
-            )
+            known = list(args)
+            raise ConfigError(f"unknown argument {item!r}; expected key=value with key in {known}")
         args[key] = value
     return args
 
 
+BUILD = {
+    "ckpt": None,
+    "name": None,
+    "val": None,
+    "size": "512",
+    "limit": "",
+    "eq_steps": "30",
+    "eq_limit": "10",
+    "hardware": "",
+    "out": str(REPO / "src/gan_stylizer/pretrained"),
+    "scores_from": "",  # an earlier manifest of the same weights: its scores, not measured again
+}
+
+
 def build(argv: list[str]) -> None:
-    args = parse(
-        argv,
-        {
-            "ckpt": None,
-            "name": None,
-            "val": None,
-            "size": "512",
-            "limit": "",
-            "eq_steps": "30",
-            "eq_limit": "10",
-            "hardware": "",
-            "out": str(REPO / "src/gan_stylizer/pretrained"),
-        },
-    )
-    if not (args["ckpt"] and args["name"] and args["val"]):
-        raise ConfigError("build needs ckpt=, name= and val=")
+    args = parse(argv, BUILD)
+    if not (args["ckpt"] and args["name"] and (args["val"] or args["scores_from"])):
+        raise ConfigError("build needs ckpt=, name= and val= (or scores_from=)")
     ckpt = load_checkpoint(args["ckpt"])
     config = ckpt["hyper_parameters"]["config"]
     generator, _ = load_generator(args["ckpt"])
     if not generator.conditioned:
-        raise ConfigError(
-            f"{args['ckpt']}: a zoo model is a strength-dial generator (model=conditioned)"
-        )
+        raise ConfigError(f"{args['ckpt']}: a zoo model is a strength dial (model=conditioned)")
     style = config["style"]
     spec = REGISTRY.get(style["name"])
-    size = int(args["size"])
-    painting = load_style_image(
-        StyleConfig(name=style["name"], path=style.get("path"), size=size),
-        data_dir_of(config.get("data_dir")),
-    )
-    photos, _ = load_photos(args["val"], size, int(args["limit"]) if args["limit"] else None)
-    evaluator = Evaluator(painting, alpha=50.0, beta=1.0)
-    print(f"{args['name']}: scoring on {len(photos)} photos at {size} px", flush=True)
-    rows, _ = evaluate_one_pass(
-        photos, one_pass(generator, torch.device("cpu")), evaluator, progress=lambda s: None
-    )
-    eq_photos = photos[: int(args["eq_limit"])]
-    eq_rows, _ = evaluate_one_pass(
-        eq_photos,
-        one_pass(generator, torch.device("cpu")),
-        evaluator,
-        equal_quality_steps=int(args["eq_steps"]),
-        progress=lambda s: None,
-    )
-    mean = mean_metrics(rows)
-    eq = mean_metrics(eq_rows)
-    reached = sum(r.get("eq_steps") is not None for r in eq_rows)
+    if args["scores_from"]:
+        scores = json.loads(Path(args["scores_from"]).read_text())["scores"]
+    else:
+        scores = score(generator, style, config, args)
     manifest = {
         "painting": {
             "name": style["name"],
@@ -145,24 +153,46 @@ def build(argv: list[str]) -> None:
         "recipe": recipe(config),
         "steps": int(ckpt["gan_stylizer"]["g_step"]),
         "hardware": args["hardware"],
-        "commit": commit(),
-        "scores": {
-            "photos": len(rows),
-            "val": Path(args["val"]).name,
-            "size": size,
-            "ruler": "caffe VGG19, alpha=50, beta=1, the painting at the photos' size",
-            "strength": 0.5,
-            **{
-                k: mean[k] for k in ("style", "content", "total", "swd", "ssim", "edges", "seconds")
-            },
-            "eq_photos": len(eq_rows),
-            "eq_max_steps": int(args["eq_steps"]),
-            "eq_reached": reached,
-            "eq_steps": eq.get("eq_steps"),
-        },
+        "commit": run_commit(args["ckpt"]),
+        "scores": scores,
     }
     weights, info = zoo.save(generator, args["out"], args["name"], manifest)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {info}")
+
+
+def score(generator, style: dict, config: dict, args: dict) -> dict:
+    """The model at its default strength under the ruler, on val= at size= px; and the L-BFGS
+    steps that reach the same total, on the first eq_limit photos."""
+    size = int(args["size"])
+    painting = load_style_image(
+        StyleConfig(name=style["name"], path=style.get("path"), size=size),
+        data_dir_of(config.get("data_dir")),
+    )
+    photos, _ = load_photos(args["val"], size, int(args["limit"]) if args["limit"] else None)
+    evaluator = Evaluator(painting, alpha=50.0, beta=1.0)
+    print(f"{args['name']}: scoring on {len(photos)} photos at {size} px", flush=True)
+    stylize = one_pass(generator, torch.device("cpu"))
+    rows, _ = evaluate_one_pass(photos, stylize, evaluator, progress=lambda s: None)
+    eq_rows, _ = evaluate_one_pass(
+        photos[: int(args["eq_limit"])],
+        stylize,
+        evaluator,
+        equal_quality_steps=int(args["eq_steps"]),
+        progress=lambda s: None,
+    )
+    mean, eq = mean_metrics(rows), mean_metrics(eq_rows)
+    return {
+        "photos": len(rows),
+        "val": Path(args["val"]).name,
+        "size": size,
+        "ruler": "caffe VGG19, alpha=50, beta=1, the painting at the photos' size",
+        "strength": 0.5,
+        **{k: mean[k] for k in ("style", "content", "total", "swd", "ssim", "edges", "seconds")},
+        "eq_photos": len(eq_rows),
+        "eq_max_steps": int(args["eq_steps"]),
+        "eq_reached": sum(r.get("eq_steps") is not None for r in eq_rows),
+        "eq_steps": eq.get("eq_steps"),
+    }
 
 
 def sample_photos() -> list[tuple[str, torch.Tensor]]:

@@ -1,3 +1,7 @@
+"""Colour: luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors") and
+the YIQ conversions it uses; every function takes and returns RGB [B, 3, H, W] in [0, 1].
+"""
+
 from __future__ import annotations
 
 import torch

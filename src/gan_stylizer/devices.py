@@ -1,3 +1,7 @@
+"""Devices and precision: which device runs (device=auto), and which dtype is fast on it
+(bf16 only where the CPU or GPU computes it natively; elsewhere it is emulated and slower).
+"""
+
 from __future__ import annotations
 
 import torch

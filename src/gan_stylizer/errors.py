@@ -1,3 +1,7 @@
+"""The errors that a user can act on, each one line naming the file or key and the problem,
+and `reason()`, an exception as a short phrase for such a line.
+"""
+
 from __future__ import annotations
 
 import os

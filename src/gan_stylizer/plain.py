@@ -1,3 +1,8 @@
+"""Plain data, as checkpoints and run records hold it: dataclass configs as dicts of numbers,
+strings, lists and dicts (tuples as lists), so that every checkpoint loads with
+torch.load(weights_only=True).
+"""
+
 from __future__ import annotations
 
 from dataclasses import asdict

@@ -22,6 +22,7 @@ from safetensors.torch import load as load_safetensors
 
 from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.errors import CheckpointError
+from gan_stylizer.io import atomic
 from gan_stylizer.models.generator import Generator
 
 MANIFEST_KEYS = ("name", "painting", "generator", "recipe", "steps", "hardware", "commit", "sha256")
@@ -137,7 +138,7 @@ def save(generator: Generator, folder: str | Path, name: str, manifest: dict) ->
     }
     data = save_safetensors(state, metadata={"format": "gan-stylizer zoo 1", "name": name})
     weights, info = folder / f"{name}.safetensors", folder / f"{name}.json"
-    weights.write_bytes(data)
+    atomic.write_bytes(weights, data)
     full = {"name": name, **manifest, "sha256": hashlib.sha256(data).hexdigest()}
-    info.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    atomic.write_text(info, json.dumps(full, indent=2) + "\n")
     return weights, info

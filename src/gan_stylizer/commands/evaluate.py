@@ -1,3 +1,7 @@
+"""The evaluate command: one method (a generator, or the optimization) on every photo of a
+folder, under the fixed ruler; the report in output=.
+"""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +13,8 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.commands.cli import fail_cleanly
+from gan_stylizer.commands.overrides import check
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import EvaluateConfig
 from gan_stylizer.config.validate import validate_evaluate
@@ -27,6 +31,7 @@ from gan_stylizer.evaluation.runners import (
 from gan_stylizer.io.images import resize_long_side, save_image
 from gan_stylizer.plain import to_plain
 from gan_stylizer.styles import data_dir_of, load_style_image
+from gan_stylizer.zoo import load_any
 
 
 def run(cfg) -> Path:  # cfg: gan_stylizer.config.EvaluateConfig
@@ -36,9 +41,8 @@ def run(cfg) -> Path:  # cfg: gan_stylizer.config.EvaluateConfig
     device = pick_device(cfg.device)
     generator = None
     if cfg.method == "gan":
-        generator, run_config = load_generator(cfg.ckpt)
+        generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name
         generator = generator.to(device)
-        label = str(run_config.get("name") or "gan")
         if cfg.strength is not None:
             if not generator.conditioned:
                 raise ConfigError(
@@ -106,6 +110,30 @@ ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     with fail_cleanly():
         run(to_dataclass(cfg, EvaluateConfig))
+
+
+def main() -> None:
+    """The command line: checked against the schema, then Hydra."""
+    check(
+        sys.argv[1:],
+        EvaluateConfig,
+        ("style",),
+        ("input", "ckpt", "output", "style.path", "data_dir"),
+        usage=(
+            "python scripts/evaluate.py input=FOLDER [ckpt=ZOO_NAME|last.ckpt | "
+            "method=optimize] [key=value ...]   (or: gan-stylizer evaluate ...)"
+        ),
+        about=(
+            "Scores a stylizer on a folder of photos under the fixed ruler: style and content"
+            " loss, SWD to the painting, SSIM and edges against the photo, seconds and memory"
+            " per image."
+        ),
+    )
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,10 @@
+"""The export command: a generator (a checkpoint or a zoo model) as an ONNX model or a
+torch.export program, checked against PyTorch after writing.
+"""
+
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -7,14 +12,15 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.commands.cli import fail_cleanly
+from gan_stylizer.commands.overrides import check
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import ExportConfig
 from gan_stylizer.config.validate import validate_export
 from gan_stylizer.errors import CheckpointError, ConfigError
 from gan_stylizer.inference.export import export_generator
 from gan_stylizer.inference.exported import load_exported
+from gan_stylizer.zoo import load_any
 
 
 def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
@@ -26,8 +32,7 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
         raise ConfigError(f"output={out}: a {cfg.format} export is a .{cfg.format} file")
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"output={out} exists (overwrite=true replaces it)")
-    generator, run_config = load_generator(cfg.ckpt)
-    label = str(run_config.get("name") or Path(cfg.ckpt).stem)
+    generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name
     try:
         model_path, info_path = export_generator(generator, cfg.format, out, label, cfg.ckpt)
     except ImportError as err:
@@ -54,6 +59,29 @@ ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     with fail_cleanly():
         run(to_dataclass(cfg, ExportConfig))
+
+
+def main() -> None:
+    """The command line: checked against the schema, then Hydra."""
+    check(
+        sys.argv[1:],
+        ExportConfig,
+        (),
+        ("ckpt", "output"),
+        usage=(
+            "python scripts/export.py ckpt=ZOO_NAME|last.ckpt [format=onnx|pt2] [output=FILE]"
+            "   (or: gan-stylizer export ...)"
+        ),
+        about=(
+            "Writes the generator as an ONNX model or a torch.export program with dynamic "
+            "batch, height and width, and <file>.json beside it with the pixel convention."
+        ),
+    )
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -29,3 +29,7 @@ def main() -> None:
         return
     with fail_cleanly():
         raise SystemExit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -6,14 +6,10 @@ closest ones, and exit status 2, before any work. Values Hydra's grammar cannot 
 from __future__ import annotations
 
 import difflib
-import re
 import sys
 from importlib import resources
 
 from gan_stylizer.config.reference import keys
-
-# Characters that Hydra's override grammar reserves in an unquoted value.
-_RESERVED = re.compile(r"[=,'\"\[\]{}()\\ ]|\$\{")
 
 
 def groups(names: tuple[str, ...]) -> dict[str, list[str]]:
@@ -66,22 +62,72 @@ def problem(argv: list[str], schema: type, group_names: tuple[str, ...] = ()) ->
 
 
 def reserved(argv: list[str], path_keys: tuple[str, ...]) -> str | None:
-    """A path value with characters Hydra's grammar reserves, and how to quote it."""
+    """An argument that Hydra's override grammar cannot read, as one line; for a file name
+    (a key of path_keys), the line shows how to quote it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if sep and key in path_keys and _RESERVED.search(value):
-            if value.startswith(("'", '"')) and value.endswith(value[0]) and len(value) > 1:
-                continue  # quoted already
-            escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-            return (
-                f"{key}={value}: this file name has characters that Hydra's command line "
-                f"reserves; quote the value inside the argument: \"{key}='{escaped}'\""
-            )
+        if not sep or arg.startswith("-"):
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+            # a,b is a sweep in Hydra's grammar: in a file name, it is a comma
+            unreadable = key in path_keys and override.is_sweep_override()
+            err = None
+        except HydraException as caught:
+            unreadable, err = True, caught
+        if unreadable:
+            if key in path_keys:
+                escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+                return (
+                    f"{key}={value}: this file name has characters that Hydra's command line "
+                    f"reserves; quote the value inside the argument: \"{key}='{escaped}'\""
+                )
+            text = str(err).strip()
+            first = text.splitlines()[0] if text else type(err).__name__
+            return f"{arg}: cannot be read ({first})"
     return None
 
 
-def check(argv: list[str], schema: type, group_names: tuple[str, ...], path_keys: tuple[str, ...]):
-    """Stop with one line and exit status 2 on an unknown key or an unquoted reserved value."""
+def help_text(usage: str, about: str, schema: type, group_names: tuple[str, ...]) -> str:
+    """--help: a usage line, what the command does, then its own keys (from the schema) with
+    their defaults and meanings, and its config groups with their options."""
+    from gan_stylizer.config.reference import rows
+
+    lines = [f"usage: {usage}", "", about, "", "keys (key=value; every one: docs/config.md):"]
+    table = rows(schema)
+    width = min(34, max(len(key) for key, *_ in table))
+    for key, tp, default, meaning in table:
+        shown = f" [default: {default}]" if default else ""
+        lines.append(f"  {key:<{width}} {meaning or tp}{shown}")
+    if group_names:
+        lines += ["", "groups (group=option):"]
+        for name, options in groups(group_names).items():
+            lines.append(f"  {name:<{width}} {', '.join(options)}")
+    lines += [
+        "",
+        "A file name with = , ' \" [ ] or spaces: quote it inside the argument, e.g.",
+        "  \"input='a=b.jpg'\"",
+    ]
+    return "\n".join(lines)
+
+
+def check(
+    argv: list[str],
+    schema: type,
+    group_names: tuple[str, ...],
+    path_keys: tuple[str, ...],
+    usage: str = "",
+    about: str = "",
+) -> None:
+    """--help: the command's own help, exit 0. An unknown key or an unquoted reserved value:
+    one line and exit status 2. Otherwise nothing: Hydra takes over."""
+    if any(arg in ("-h", "--help") for arg in argv) and usage:
+        print(help_text(usage, about, schema, group_names))
+        raise SystemExit(0)
     line = problem(argv, schema, group_names) or reserved(argv, path_keys)
     if line:
         print(f"error: {line}", file=sys.stderr)

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
+from gan_stylizer.commands.overrides import check
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import StylizeConfig
 from gan_stylizer.config.validate import parse_strengths, validate_stylize
@@ -97,7 +98,7 @@ ConfigStore.instance().store(name="stylize_schema", node=StylizeConfig)
 
 
 @hydra.main(config_path="../configs", config_name="stylize", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     with fail_cleanly():
         failures = run(to_dataclass(cfg, StylizeConfig))
         if failures:
@@ -115,7 +116,26 @@ def _strength_list_as_hydra_list(argv: list[str]) -> list[str]:
     ]
 
 
-def entry() -> None:
-    """`python stylize.py` and `gan-stylizer stylize`."""
+def main() -> None:
+    """The command line: checked against the schema, then Hydra."""
     sys.argv[1:] = _strength_list_as_hydra_list(sys.argv[1:])
+    check(
+        sys.argv[1:],
+        StylizeConfig,
+        ("style",),
+        ("input", "output", "ckpt", "style.path", "data_dir"),
+        usage=(
+            "python stylize.py input=PHOTO|FOLDER|GLOB|VIDEO "
+            "[ckpt=ZOO_NAME|last.ckpt|model.onnx] [key=value ...]"
+        ),
+        about=(
+            "Stylizes in one pass with a trained generator (ckpt=: a zoo name, see "
+            "scripts/models.py, a checkpoint or an export), or without ckpt= by the per-image"
+            " optimization of the painting style=."
+        ),
+    )
+    _hydra_main()
+
+
+if __name__ == "__main__":
     main()

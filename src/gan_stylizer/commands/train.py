@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
+from gan_stylizer.commands.overrides import check
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.errors import ConfigError
@@ -45,7 +46,7 @@ def refuse_ddp_launch_in_multirun(train_cfg: TrainConfig) -> None:
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     with fail_cleanly():
         from gan_stylizer.training.callbacks import TrainingInterrupted
         from gan_stylizer.training.run import run
@@ -58,3 +59,24 @@ def main(cfg: DictConfig) -> None:
             print(str(stopped), file=sys.stderr)
             raise SystemExit(130) from None
         print(f"checkpoint: {ckpt}")
+
+
+def main() -> None:
+    """The command line: checked against the schema, then Hydra."""
+    check(
+        sys.argv[1:],
+        TrainConfig,
+        ("style", "data", "model", "loss", "trainer", "experiment", "debug"),
+        ("data.root", "data.val_root", "style.path", "data_dir", "ckpt_path"),
+        usage=("python train.py [group=option ...] [key=value ...]   (or: gan-stylizer train ...)"),
+        about=(
+            "Trains a stylizer (generator + PatchGAN discriminator, Gram style and VGG "
+            "content losses) into outputs/<name>/<time>/; the same command resumes it. "
+            "Sweeps: -m key=a,b."
+        ),
+    )
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

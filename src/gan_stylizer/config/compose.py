@@ -1,3 +1,5 @@
+"""Hydra's composed config -> the typed schema instance (a typo or a wrong type fails here)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -66,16 +66,16 @@ class LossConfig(ObjectiveConfig):
 
 @dataclass
 class GeneratorConfig:
-    channels: int = 32
-    n_residual: int = 5
+    channels: int = 32  # width of the first layer (then x2, x4)
+    n_residual: int = 5  # residual blocks at 1/4 resolution
     norm: str = "instance"  # instance | batch | none
     conditioned: bool = False  # a style-strength input (FiLM on every instance norm)
 
 
 @dataclass
 class DiscriminatorConfig:
-    channels: int = 64
-    n_layers: int = 3
+    channels: int = 64  # width of the first layer
+    n_layers: int = 3  # stride-2 layers: 3 sees 70-px patches, 4 sees 142 px
     # Real samples: crops of the painting at style.size times a random scale in this range.
     crop_scale: tuple[float, float] = (0.8, 1.25)
 
@@ -95,19 +95,19 @@ class DataConfig:
     # Each photo is first resized so its long side is a random value in this range, then
     # cropped: the generator sees scenes at the scale users stylize them (about 512 px).
     resize_long_side: tuple[int, int] = (384, 640)
-    batch_size: int = 4
-    num_workers: int = 2
-    val_count: int = 4
+    batch_size: int = 4  # photos per generator step
+    num_workers: int = 2  # data-loading processes (0: in the training process)
+    val_count: int = 4  # fixed validation photos in the sample grids and metrics.json
     val_size: int = 384  # long side of the validation photos
 
 
 @dataclass
 class TrainerConfig:
     steps: int = 3000  # generator updates (= batches); trainer.global_step counts 2 per batch
-    lr_g: float = 1e-3
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    ema_decay: float = 0.999
+    lr_g: float = 1e-3  # the generator's Adam learning rate
+    lr_d: float = 2e-4  # the discriminator's
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's, for both
+    ema_decay: float = 0.999  # G_ema, the generator that is saved for inference
     warmup_steps: int = 50  # content-only generator steps before style and D kick in
     clip_grad: float = 0.0  # max grad norm for G and D (0 = off)
     max_nonfinite: int = 10  # consecutive skipped steps before the run stops
@@ -115,18 +115,18 @@ class TrainerConfig:
     keep_every: int | None = None  # ... between kept step_NNNNNN.ckpt (null: ckpt_every; 0: none)
     image_every: int = 250  # generator steps between validation image grids
     log_every: int = 10  # generator steps between scalar logs
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps (Lightning's)
+    devices: Any = "auto"  # auto | a count | a list of device ids
+    num_nodes: int = 1  # machines (SLURM: --nodes)
+    strategy: str = "auto"  # auto: DDP with unused-parameter detection on several devices
     precision: str = "auto"  # auto | 32 | bf16-mixed (16-mixed is refused)
     threads: int = 0  # CPU threads for torch (0 = torch's default)
 
 
 @dataclass
 class TrainConfig:
-    name: str = "starry_night"
-    seed: int = 0
+    name: str = "starry_night"  # the run's name: outputs/<name>/<time>/ (train.yaml: the style's)
+    seed: int = 0  # initial weights, photo order, crops, strengths: all drawn from it
     # auto: resume this run directory's own newest checkpoint if it has one, else start fresh
     ckpt_path: str | None = "auto"  # auto | null | last | path/to/file.ckpt | path/to/run_dir
     data_dir: str | None = None  # where data/styles and data/coco live; default <repo>/data
@@ -142,45 +142,43 @@ class TrainConfig:
 class StylizeConfig:
     input: str | None = None  # file, folder (recursive) or glob
     output: str | None = None  # file (one input) or folder; default next to the input
-    ckpt: str | None = None  # trained generator; without it: the per-image optimization
+    ckpt: str | None = None  # a zoo name, a checkpoint or an export; none: the optimization
     size: int | None = None  # long side; default: original size (ckpt) or 512 (optimization)
     scale: float | None = None  # or: the original size times this factor
-    overwrite: bool = False
+    overwrite: bool = False  # replace existing outputs (default: skip them)
     device: str = "auto"  # auto | cpu | cuda | mps
-    preserve_color: bool = False
-    # One pass (ckpt=) only:
-    precision: str = "auto"  # auto | 32 | bf16 | fp16
-    tile: str = "auto"  # auto | off | tile size in px
-    batch_size: int = 4  # images of equal size stylized together (folders, video frames)
-    # A conditioned generator (model=conditioned): a strength in [0, 1] or a list of them (one
-    # output each, or side by side in one strip with grid=true); default: the model's default.
+    preserve_color: bool = False  # keep the photo's colours, take the style's luminance
+    precision: str = "auto"  # one pass: auto | 32 | bf16 | fp16
+    tile: str = "auto"  # one pass: auto (above 2 MP) | off | tile size in px
+    batch_size: int = 4  # one pass: images of equal size stylized together (folders, video)
+    # A strength-dial model: a strength in [0, 1] or a list (one output each, or side by side
+    # in one strip with grid=true); default: the model's own (0.5).
     strength: Any = None
-    grid: bool = False
-    # Optimization only:
-    steps: int = 300
-    optimizer: str = "lbfgs"  # lbfgs | adam
-    lr: float | None = None
-    init: str = "content"  # content | noise
-    tol: float = 1e-5
-    seed: int = 0
-    data_dir: str | None = None
+    grid: bool = False  # several strengths: one strip per input, side by side
+    steps: int = 300  # optimization: L-BFGS (or Adam) steps at most
+    optimizer: str = "lbfgs"  # optimization: lbfgs | adam
+    lr: float | None = None  # optimization: step size (default: the optimizer's own)
+    init: str = "content"  # optimization: start from the photo (content) or noise
+    tol: float = 1e-5  # optimization: stop when the loss changes less than this (relative)
+    seed: int = 0  # optimization: the noise of init=noise
+    data_dir: str | None = None  # where the painting cache data/styles lives; default <repo>/data
     style: StyleConfig = field(default_factory=StyleConfig)
     loss: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 @dataclass
 class ExportConfig:
-    ckpt: str | None = None  # the training checkpoint to export (its EMA generator)
+    ckpt: str | None = None  # a training checkpoint (its EMA generator) or a zoo name
     format: str = "onnx"  # onnx | pt2
     output: str | None = None  # default: beside ckpt, <ckpt stem>.<format>
-    overwrite: bool = False
+    overwrite: bool = False  # replace an existing file
     check: bool = True  # compare the export with PyTorch on a random image of odd size
 
 
 @dataclass
 class EvaluateConfig:
     input: str | None = None  # folder (recursive), file or glob of content photos
-    ckpt: str | None = None  # method=gan: the trained generator
+    ckpt: str | None = None  # method=gan: a zoo name or a checkpoint
     method: str = "gan"  # gan (one pass, needs ckpt) | optimize (the seed's method)
     strength: float | None = None  # method=gan, a conditioned ckpt: the strength to evaluate
     size: int = 512  # long side every photo is evaluated at
@@ -189,15 +187,15 @@ class EvaluateConfig:
     # the evaluation size: L_content grows with the pixel count (512x342 ≈ 10.7 x 128²), L_style
     # does not. Compare totals only between evaluations with the same alpha, beta, size, style.
     alpha: float = 50.0
-    beta: float = 1.0
+    beta: float = 1.0  # the ruler's content weight
     steps: int = 300  # method=optimize: L-BFGS steps
     snapshots: list[int] = field(default_factory=list)  # method=optimize: also report these
     equal_quality_steps: int = 0  # method=gan: >0 measures time to equal quality (max steps)
     limit: int | None = None  # only the first N photos (sorted by path)
     output: str | None = None  # folder; default outputs/evaluate/<label>_<time>
-    overwrite: bool = False
+    overwrite: bool = False  # reuse a non-empty output folder
     sheet_rows: int = 6  # photos in the contact sheet
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | mps
     data_dir: str | None = None
     style: StyleConfig = field(default_factory=StyleConfig)
 

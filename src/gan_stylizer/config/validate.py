@@ -1,3 +1,7 @@
+"""Validation of each command's config: every value that cannot work is refused at start-up,
+before any expensive work, with one line that names the key.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,3 +1,7 @@
+"""An evaluation's report: metrics.json (per image and mean), metrics.md (the table) and a
+contact sheet.
+"""
+
 from __future__ import annotations
 
 import json
@@ -7,6 +11,7 @@ from pathlib import Path
 import torch
 
 from gan_stylizer.evaluation.ruler import mean_metrics
+from gan_stylizer.io import atomic
 from gan_stylizer.io.images import save_image
 from gan_stylizer.io.sheets import make_grid
 
@@ -62,7 +67,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     mean = mean_metrics(rows)
     report = {"label": label, "config": config, "mean": mean, "per_image": rows}
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_text(out_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
     columns = list(TABLE_COLUMNS)
     for key, head in (
         ("eq_steps", "eq. steps"),
@@ -72,7 +77,7 @@ def write_report(
         if key in mean:
             columns.append((key, head))
     table = format_table([(r["name"], r) for r in rows] + [("**mean**", mean)], columns)
-    (out_dir / "metrics.md").write_text(f"# {label}\n\n{header}{table}")
+    atomic.write_text(out_dir / "metrics.md", f"# {label}\n\n{header}{table}")
     if sheet_rows:
         save_image(make_grid(sheet_rows, height=256, same_width=True), out_dir / "sheet.png")
     return report

@@ -1,3 +1,8 @@
+"""The fixed ruler that ranks stylizers: the seed's losses under caffe VGG19 (max pooling,
+relu1_1..relu5_1 at 1/5 each, content relu4_2) and the SWD to the painting, whatever a model
+was trained with. Runs compare only under one ruler.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

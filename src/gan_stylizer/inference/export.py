@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_stylizer.config.schema import FORMATS
+from gan_stylizer.io import atomic
 from gan_stylizer.models.generator import Generator
 
 ONNX_OPSET = 18
@@ -146,9 +147,8 @@ def export_generator(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     info_path = path.with_name(path.name + ".json")
-    tmp_info = info_path.with_name(f".{info_path.name}.{os.getpid()}.tmp")
-    tmp_info.write_text(json.dumps(metadata(fmt, label, generator, source), indent=2) + "\n")
-    os.replace(tmp_info, info_path)
+    info = json.dumps(metadata(fmt, label, generator, source), indent=2) + "\n"
+    atomic.write_text(info_path, info)
     return path, info_path
 
 

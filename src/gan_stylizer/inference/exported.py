@@ -1,3 +1,7 @@
+"""Running an exported model (.onnx through onnxruntime, .pt2 through torch.export) with the
+same call as a trained generator: [B, 3, H, W] in [0, 1] (and a strength) -> float32 on the CPU.
+"""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,3 +1,8 @@
+"""The pieces of tiled one-pass inference: the generator's layers run one by one with
+image-wide instance-norm statistics, the tile grid with halos, feathered blending, and a
+fast form of the last convolution. See gan_stylizer.inference.onepass.
+"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

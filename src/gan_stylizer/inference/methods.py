@@ -1,3 +1,7 @@
+"""How stylize.py stylizes: one pass through a trained generator (a checkpoint, a zoo model or
+an export; at one strength, several, or a strip of them) or the per-image optimization.
+"""
+
 from __future__ import annotations
 
 import functools
@@ -9,7 +13,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.color import preserve_color
 from gan_stylizer.config.schema import EXPORTED_SUFFIXES, StylizeConfig
 from gan_stylizer.devices import resolve_dtype
@@ -19,6 +22,7 @@ from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.optimize import stylize_by_optimization
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import data_dir_of, load_style_image
+from gan_stylizer.zoo import load_any
 
 OPTIMIZATION_SIZE = 512  # default long side for the (slow) optimization
 
@@ -46,8 +50,7 @@ def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
         return Method(
             apply, label, True, cfg.preserve_color, f"exported model, fp32 on {device}", at
         )
-    generator, run_config = load_generator(cfg.ckpt)
-    label = str(run_config.get("name") or run_config.get("style", {}).get("name") or "stylized")
+    generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name
     dtype = resolve_dtype(str(cfg.precision), device)
     try:
         stylizer = OnePass(generator, device, dtype, cfg.tile)

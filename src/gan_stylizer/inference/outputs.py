@@ -1,3 +1,7 @@
+"""Where each output goes: beside the input as <stem>_<label>.png, into output= (a file or a
+folder mirroring the inputs' tree), a video as a video; an input is never an output.
+"""
+
 from __future__ import annotations
 
 import os

@@ -1,3 +1,7 @@
+"""The stylize pipeline over many files: photos decoded ahead in threads, stylized in batches
+of equal size, encoded and written behind; videos frame by frame; one line per input.
+"""
+
 from __future__ import annotations
 
 import sys

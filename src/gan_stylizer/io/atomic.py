@@ -1,9 +1,15 @@
+"""Atomic writes: a hidden temporary file beside the target, fsync, rename; a crash or a full
+disk never leaves a half-written file, and an existing file stays intact until replaced.
+"""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def create_temp(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
@@ -30,3 +36,37 @@ def fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """The one atomic writer: write(file) fills a temporary file beside `path`, which is
+    fsynced and renamed over it; on any failure (a full disk, Ctrl-C) the temporary file is
+    removed and an existing `path` is left as it was. Raises OSError naming `path`."""
+    target = Path(path)
+    tmp: str | None = None
+    try:
+        fd, tmp = create_temp(target)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        tmp = None
+        fsync_dir(target.parent)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(target)) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return target
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """`data` to `path`, atomically (write_with)."""
+    return write_with(path, lambda out: out.write(data))
+
+
+def write_text(path: str | os.PathLike[str], text: str, errors: str = "strict") -> Path:
+    """`text` as UTF-8 to `path`, atomically (write_with)."""
+    return write_bytes(path, text.encode("utf-8", errors))

@@ -1,3 +1,7 @@
+"""Input collection: the image (and video) files that a file, a folder (recursive) or a glob
+names, sorted, hidden files and symlink loops skipped.
+"""
+
 from __future__ import annotations
 
 import glob

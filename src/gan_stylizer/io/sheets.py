@@ -1,3 +1,7 @@
+"""Contact sheets: rows of images scaled to one height (or one width) with white gaps, and
+captions drawn onto a cell; RGB [1, 3, H, W] in [0, 1] in and out.
+"""
+
 from __future__ import annotations
 
 import torch

@@ -1,3 +1,7 @@
+"""The training run's callbacks: checkpoints written atomically (and on Ctrl-C or SIGTERM),
+Ctrl-C at a batch end, the sample grids, the end-of-run summary, the progress bar.
+"""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +16,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gan_stylizer.errors import CheckpointError
+from gan_stylizer.io import atomic
 from gan_stylizer.io.images import save_image
 from gan_stylizer.io.sheets import caption, make_grid
 from gan_stylizer.system import StylizerSystem
@@ -251,5 +256,43 @@ class RunSummary(Callback):
         except (RuntimeError, ValueError) as err:  # the checkpoint is saved: never fail here
             log.warning("model card: the reference evaluation failed: %s", err)
             metrics["reference_eval"] = {"error": " ".join(str(err).split())[:300]}
-        (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic.write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         write_model_card(self.out_dir, pl_module.cfg, metrics)
+
+
+class StepProgress(TQDMProgressBar):
+    """`train: 120/1000 [06:01<44:10, 3.01 s/it, g_style=…, g_content=…]`: the generator steps
+    of the budget (trainer.steps), its rate and an ETA; a resumed run starts the bar where it
+    stopped. Lines logged during training print above the bar, on their own lines."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def init_train_tqdm(self):
+        bar = super().init_train_tqdm()
+        bar.unit = "step"
+        return bar
+
+    def on_train_epoch_start(self, trainer, pl_module, *_) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        bar = self.train_progress_bar
+        bar.reset(total=self.steps)
+        bar.initial = bar.n = pl_module.g_step
+        bar.set_description("train")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = self.train_progress_bar
+        if bar is not None and not bar.disable:
+            bar.n = pl_module.g_step
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        shown = {}
+        for key in ("train/g_style", "train/g_content", "train/d_loss"):
+            if key in metrics:
+                value = metrics[key]
+                shown[key.removeprefix("train/")] = f"{float(value):.3g}"
+        return shown

@@ -1,3 +1,7 @@
+"""Training on a cluster: the SLURM environment, submitit's requeue signal handled between two
+batches, and the strategy (DDP with unused-parameter detection on several devices).
+"""
+
 from __future__ import annotations
 
 import os

@@ -1,3 +1,7 @@
+"""What a run leaves about itself: run_info.json (versions, commit, command, config; one entry
+per resumed session), metrics.json and the model card with the ruler's evaluation.
+"""
+
 from __future__ import annotations
 
 import json
@@ -16,6 +20,7 @@ from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.dial import DRAWS, strength_to_alpha
 from gan_stylizer.evaluation.ruler import Evaluator, mean_metrics
 from gan_stylizer.evaluation.runners import Photo, evaluate_one_pass, one_pass
+from gan_stylizer.io import atomic
 from gan_stylizer.io.images import resize_long_side
 from gan_stylizer.models.generator import DEFAULT_STRENGTH
 from gan_stylizer.plain import to_plain
@@ -124,7 +129,7 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     # A path with non-UTF-8 bytes (data.root, style.path) must not stop the run at its end.
     card = "\n".join(lines)
-    (out_dir / "checkpoints" / "model_card.md").write_text(card, "utf-8", "backslashreplace")
+    atomic.write_text(out_dir / "checkpoints" / "model_card.md", card, "backslashreplace")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -214,6 +219,4 @@ def write_run_info(
         resume = {"from": str(resumed_from), "at_step": at_step}
         info.setdefault("resumed", []).append({**session, **resume})
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(info, indent=2) + "\n")

@@ -1,3 +1,8 @@
+"""Which checkpoint a run resumes (ckpt_path=auto | null | last | a file | a run folder), and
+the checks that it is the same run: the same model and painting, and under auto the same
+settings except those of a session (SESSION_KEYS).
+"""
+
 from __future__ import annotations
 
 import logging

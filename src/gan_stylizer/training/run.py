@@ -24,6 +24,7 @@ from gan_stylizer.training.callbacks import (
     PeriodicCheckpoint,
     RunSummary,
     SampleGrid,
+    StepProgress,
     TrainingInterrupted,
 )
 from gan_stylizer.training.cluster import (
@@ -49,6 +50,7 @@ def build_trainer(cfg: TrainConfig, out_dir: Path) -> L.Trainer:
         interrupt,
         SampleGrid(out_dir / "samples", t.image_every),
         RunSummary(out_dir, interrupt),
+        StepProgress(t.steps),
     ]
     # Last in the list: a batch's own checkpoint is written before a requeue handler runs.
     environment = slurm_environment()
@@ -79,6 +81,26 @@ def build_trainer(cfg: TrainConfig, out_dir: Path) -> L.Trainer:
     )
 
 
+class _DropAdverts(logging.Filter):
+    """Lightning's '💡 Tip: ... litlogger' advert, logged on every run: not ours to show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Each of Lightning's log lines once: its own console handler goes (the line still
+    reaches the console and train.log through the root logger that Hydra sets up); its
+    advert goes; a deprecation inside Lightning itself (torch's LeafSpec, on every run) is
+    silenced by its message, not warnings wholesale."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if logging.getLogger().handlers:  # under Hydra (the commands): root prints it
+            logger.handlers.clear()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def run(cfg: TrainConfig, out_dir: Path) -> Path:
     """Train a stylizer; everything is written below out_dir. Returns the last checkpoint."""
     validate_train(cfg)
@@ -102,6 +124,7 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     data_dir = data_dir_of(cfg.data_dir)
     # VGG and G_ema are in eval mode on purpose (frozen network, inference copy).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    quiet_lightning()
     datamodule = PhotoDataModule(cfg.data, data_dir, seed=cfg.seed, start_batch=start_step)
     trainer = build_trainer(cfg, out_dir)
     # The same seed on every rank: identical initial weights. The data and D's painting crops
