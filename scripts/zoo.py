@@ -17,7 +17,6 @@ CC0 photos that scikit-image ships, by every zoo model at its default strength, 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +33,8 @@ from gan_stylizer.io.images import pil_to_tensor, resize_long_side, save_image
 from gan_stylizer.io.sheets import caption, make_grid
 from gan_stylizer.plain import to_plain
 from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image, sha256_file
+from gan_stylizer.training.records import session_info
+from gan_stylizer.training.resume import flat_config
 
 REPO = Path(__file__).resolve().parents[1]
 PATH_KEYS = {"data.root", "data.val_root", "style.path"}
@@ -53,43 +54,19 @@ BUILT_IN = {
 }
 
 
-def flat(config: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "loss.style_layers":
-            out |= flat(value, f"{name}.")
-        else:
-            out[name] = value
-    return out
-
-
 def recipe(config: dict) -> dict:
     """Every key of a run's config that differs from the defaults (paths by their last two
     parts); a run trained with a retired dial option at another value than the one built in
     now is refused."""
-    defaults = flat(to_plain(TrainConfig()))
+    defaults = flat_config(to_plain(TrainConfig()))
     out = {}
-    for key, value in flat(config).items():
+    for key, value in flat_config(config).items():
         if key in SESSION or defaults.get(key, object()) == value or BUILT_IN.get(key) == value:
             continue
         if key in BUILT_IN:
             raise ConfigError(f"trained with {key}={value}, not the dial's built-in setting")
         out[key] = "/".join(Path(str(value)).parts[-2:]) if key in PATH_KEYS and value else value
     return out
-
-
-def commit_here() -> str:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run_commit(ckpt_path: str) -> str:
@@ -99,7 +76,8 @@ def run_commit(ckpt_path: str) -> str:
         commit = json.loads(info.read_text()).get("git_commit")
     except (OSError, ValueError):
         commit = None
-    return str(commit)[:7] if commit else commit_here()
+    commit = commit or session_info()["git_commit"]
+    return str(commit)[:7] if commit else "unknown"
 
 
 def parse(argv: list[str], defaults: dict) -> dict:

@@ -149,10 +149,18 @@ def test_the_installed_commands_work_after_a_plain_pip_install(tmp_path):
     subprocess.run(["git", "clone", "-q", str(REPO), str(build)], check=True, timeout=120)
     for path in ("src", "pyproject.toml", "README.md"):  # the working tree as it is now
         subprocess.run(["cp", "-r", str(REPO / path), str(build)], check=True)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps"]
-    done = subprocess.run(
-        [*pip, "--no-build-isolation", str(build)], capture_output=True, text=True, timeout=600
-    )
+    # What `pip install .` does: build the wheel (with this environment's setuptools; the
+    # new venv's bundled one is older), then install it.
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(wheels), str(build)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = wheels.glob("gan_stylizer-*.whl")
+    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", str(wheel)]
+    done = subprocess.run(pip, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     cli = venv / "bin" / "gan-stylizer"
     env = {**os.environ, "PYTHONPATH": ""}

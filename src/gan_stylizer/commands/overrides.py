@@ -6,6 +6,7 @@ closest ones, and exit status 2, before any work. Values Hydra's grammar cannot 
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from importlib import resources
 
@@ -126,7 +127,10 @@ def check(
     """--help: the command's own help, exit 0. An unknown key or an unquoted reserved value:
     one line and exit status 2. Otherwise nothing: Hydra takes over."""
     if any(arg in ("-h", "--help") for arg in argv) and usage:
-        print(help_text(usage, about, schema, group_names))
+        try:
+            print(help_text(usage, about, schema, group_names), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     line = problem(argv, schema, group_names) or reserved(argv, path_keys)
     if line:

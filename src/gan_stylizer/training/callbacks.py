@@ -272,10 +272,12 @@ class StepProgress(TQDMProgressBar):
     def init_train_tqdm(self):
         bar = super().init_train_tqdm()
         bar.unit = "step"
+        bar.set_description("train", refresh=False)
+        bar.reset(total=self.steps)
         return bar
 
     def on_train_epoch_start(self, trainer, pl_module, *_) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
+        # Not Lightning's: it would show "Epoch 0" and an unknown total.
         bar = self.train_progress_bar
         bar.reset(total=self.steps)
         bar.initial = bar.n = pl_module.g_step

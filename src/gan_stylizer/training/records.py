@@ -154,7 +154,7 @@ def library_versions() -> dict[str, str | None]:
 
 def session_info() -> dict:
     """This process: start time, command, host, library versions, git commit, SLURM job."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]  # src/gan_stylizer/training/ -> the checkout
     commit = dirty = None
     try:
         commit = subprocess.run(

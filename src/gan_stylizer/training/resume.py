@@ -137,8 +137,8 @@ def check_resumable(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint of another model or painting: Lightning would fail on the
     weights (a traceback) or, worse, silently go on training with a different style."""
     # A key the checkpoint predates (say model.generator.conditioned) had its default then.
-    saved = _flat(to_plain(TrainConfig())) | _flat(saved_config(path, ckpt))
-    now = _flat(to_plain(cfg))
+    saved = flat_config(to_plain(TrainConfig())) | flat_config(saved_config(path, ckpt))
+    now = flat_config(to_plain(cfg))
     for key in ("model", "style"):
         changed = [k for k in now if k.startswith(f"{key}.") and saved.get(k) != now[k]]
         if changed:
@@ -149,12 +149,13 @@ def check_resumable(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
             )
 
 
-def _flat(config: dict, prefix: str = "") -> dict:
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """A nested config as {dotted key: value} (loss.style_layers stays one value)."""
     flat = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and name != "loss.style_layers":
-            flat |= _flat(value, f"{name}.")
+            flat |= flat_config(value, f"{name}.")
         else:
             flat[name] = value
     return flat
@@ -163,7 +164,7 @@ def _flat(config: dict, prefix: str = "") -> dict:
 def check_same_run(path: Path, ckpt: dict, cfg: TrainConfig) -> None:
     """ckpt_path=auto resumes a run directory only with the settings it was started with (up to
     SESSION_KEYS): another loss or seed in the same directory is another run, not a restart."""
-    saved, now = _flat(saved_config(path, ckpt)), _flat(to_plain(cfg))
+    saved, now = flat_config(saved_config(path, ckpt)), flat_config(to_plain(cfg))
     changed = sorted(
         k for k in saved.keys() & now.keys() if k not in SESSION_KEYS and saved[k] != now[k]
     )
