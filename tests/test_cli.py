@@ -83,6 +83,13 @@ def test_train_debug_fast_then_stylize_with_the_checkpoint(tmp_path, photo_dir, 
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # The start line names the run's folder, device, precision, budget, painting and data.
+    start = f"run debug_test: {run_dir} on cpu, 32, 2 generator steps (0 done); painting"
+    assert start in proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).count("GPU available") == 1  # each log line once
+    log = (run_dir / "train.log").read_text()
+    assert "step 2/2: g_style" in log and "g_content" in log  # the losses, in the file only
+    assert "step 2/2: g_style" not in proc.stdout + proc.stderr
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()

@@ -313,7 +313,6 @@ def test_ddp_two_cpu_processes_train_into_one_run_directory(tmp_path, photo_dir,
     # One run directory: one set of checkpoints, one TensorBoard log, samples from rank 0 only.
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "last.ckpt",
-        "model_card.md",
         "step_000003.ckpt",
     ]
     folders = sorted(p.name for p in run_dir.iterdir() if p.is_dir())

@@ -223,7 +223,7 @@ def test_a_tiny_trained_conditioned_model_loses_style_loss_as_strength_rises(tmp
         },
     )
     generator, _ = load_generator(run(cfg, tmp_path / "run"))
-    card = (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
+    card = (tmp_path / "run" / "model_card.md").read_text()
     assert "conditioned on the style strength (each image's pull balanced by" in card
     criterion = build_criterion(cfg.loss)
     criterion.set_style(load_image(painting, size=64))
@@ -406,7 +406,7 @@ def test_a_short_dial_run_trains_beyond_the_dial_and_its_generator_refuses_it(tm
     short = {"model.generator.conditioned": True, "trainer.steps": 3, "loss.adv": 0.1}
     cfg = tiny_config(photos, tmp_path / "painting.png", **short)
     generator, _ = load_generator(run(cfg, tmp_path / "run"))
-    card = (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
+    card = (tmp_path / "run" / "model_card.md").read_text()
     assert "30% at the ends, over [-0.1, 1.1]" in card
     assert all(torch.isfinite(p).all() for p in generator.parameters())
     with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):

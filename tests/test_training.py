@@ -82,9 +82,9 @@ def test_run_writes_checkpoints_samples_and_logs(tmp_path, photo_dir, painting):
     assert all(math.isfinite(v) for v in metrics["val"]["mean"].values())
     ref = metrics["reference_eval"]["mean"]
     assert {"style", "content", "swd", "ssim", "edges", "seconds"} <= set(ref)
-    card = (out / "checkpoints" / "model_card.md").read_text()
+    card = (out / "model_card.md").read_text()
     assert "# Model card:" in card and "alpha=5" in card and "2 generator steps" in card
-    assert f"| {ref['style']:.3g} |" in card and "../samples/step_000002.png" in card
+    assert f"| {ref['style']:.3g} |" in card and "(samples/step_000002.png)" in card
 
 
 def test_checkpoint_is_plain_data_without_vgg(tmp_path, photo_dir, painting):

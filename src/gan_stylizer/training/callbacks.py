@@ -298,3 +298,31 @@ class StepProgress(TQDMProgressBar):
                 value = metrics[key]
                 shown[key.removeprefix("train/")] = f"{float(value):.3g}"
         return shown
+
+
+class LossLog(Callback):
+    """The losses every `every` generator steps into the run's log file (train.log, Hydra's
+    file handler), not onto the console, where the progress bar shows them: a record of the
+    run that stays with it."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.logger = logging.getLogger("gan_stylizer.training.losses")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        self.logger.handlers[:] = files
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = pl_module.g_step
+        if step % self.every or not self.logger.handlers or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        parts = [
+            f"{key.removeprefix('train/')} {float(metrics[key]):.4g}"
+            for key in ("train/g_style", "train/g_content", "train/g_adv", "train/d_loss")
+            if key in metrics
+        ]
+        self.logger.info("step %d/%d: %s", step, pl_module.cfg.trainer.steps, ", ".join(parts))

@@ -61,7 +61,7 @@ def evaluate_for_card(pl_module: StylizerSystem) -> dict:
 
 
 def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
-    """checkpoints/model_card.md: what was trained, on what, for how long, how good."""
+    """model_card.md at the run's root: what was trained, on what, for how long, how good."""
     loss, data, t = cfg.loss, cfg.data, cfg.trainer
     samples = sorted((out_dir / "samples").glob("step_*.png"))
     ref = metrics.get("reference_eval") or {}
@@ -120,16 +120,16 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         "",
     ]
     if samples:
-        link = Path("..") / samples[-1].relative_to(out_dir)
+        link = samples[-1].relative_to(out_dir)
         lines += ["## Samples", "", f"![validation photos: photo | stylized]({link})", ""]
     lines += [
         f"Use it: `python stylize.py ckpt={out_dir / 'checkpoints' / 'last.ckpt'} input=photo.jpg`",
         "",
     ]
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     # A path with non-UTF-8 bytes (data.root, style.path) must not stop the run at its end.
     card = "\n".join(lines)
-    atomic.write_text(out_dir / "checkpoints" / "model_card.md", card, "backslashreplace")
+    atomic.write_text(out_dir / "model_card.md", card, "backslashreplace")
 
 
 def library_versions() -> dict[str, str | None]:

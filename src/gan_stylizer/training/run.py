@@ -21,6 +21,7 @@ from gan_stylizer.styles import data_dir_of, load_style_image
 from gan_stylizer.system import StylizerSystem
 from gan_stylizer.training.callbacks import (
     GracefulInterrupt,
+    LossLog,
     PeriodicCheckpoint,
     RunSummary,
     SampleGrid,
@@ -51,6 +52,7 @@ def build_trainer(cfg: TrainConfig, out_dir: Path) -> L.Trainer:
         SampleGrid(out_dir / "samples", t.image_every),
         RunSummary(out_dir, interrupt),
         StepProgress(t.steps),
+        LossLog(t.log_every),
     ]
     # Last in the list: a batch's own checkpoint is written before a requeue handler runs.
     environment = slurm_environment()
@@ -139,6 +141,22 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
         write_run_info(out_dir, cfg, resume, start_step)
     if resume is not None:
         log.info("resuming from %s at generator step %d", resume, start_step)
+    if trainer.is_global_zero:
+        h, w = style_image.shape[-2:]
+        log.info(
+            "run %s: %s on %s, %s, %d generator steps (%d done); painting %s at %dx%d; %d "
+            "training photos",
+            cfg.name,
+            out_dir,
+            trainer.strategy.root_device,
+            cfg.trainer.precision,
+            cfg.trainer.steps,
+            start_step,
+            cfg.style.path or cfg.style.name,
+            w,
+            h,
+            len(datamodule.train_files),
+        )
     # weights_only: a resumed checkpoint is plain data, and anything else is refused unrun.
     trainer.fit(
         system, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True
