@@ -99,7 +99,7 @@ def test_train_debug_fast_then_stylize_with_the_checkpoint(tmp_path, photo_dir, 
     write_photo(photos / "nested" / "b.png", (30, 70), seed=6)
     proc = cli("stylize.py", f"ckpt={ckpt}", f"input={photos}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out_root = tmp_path / "photos_in_debug_test"  # debug runs are named debug_<style>
+    out_root = tmp_path / "photos_in_debug_test-gan"  # debug runs are named debug_<style>
     assert Image.open(out_root / "a.png").size == (61, 45)
     assert Image.open(out_root / "nested" / "b.png").size == (30, 70)
     assert "done 2, skipped 0, failed 0" in proc.stdout

@@ -192,3 +192,29 @@ def test_the_installed_commands_work_after_a_plain_pip_install(tmp_path):
         timeout=120,
     )
     assert typo.returncode == 2 and "did you mean strength" in typo.stderr
+
+
+def test_outputs_say_what_made_them_and_a_skip_names_it(tmp_path):
+    from conftest import write_checkpoint, write_painting
+
+    photo = write_photo(tmp_path / "photo.png", (40, 32), seed=4)
+    painting = write_painting(tmp_path / "painting.png")
+    ckpt = write_checkpoint(tmp_path / "tiny.ckpt")
+    gan = run(ENTRY["stylize"], f"ckpt={ckpt}", f"input={photo}", cwd=tmp_path)
+    optim = run(
+        ENTRY["stylize"],
+        f"input={photo}",
+        f"style.path={painting}",
+        "style.name=stripes",
+        "steps=2",
+        "size=32",
+        "loss.vgg.weights=none",
+        cwd=tmp_path,
+    )
+    assert gan.returncode == 0 and optim.returncode == 0, gan.stderr + optim.stderr
+    assert (tmp_path / "photo_tiny-gan.png").is_file()
+    assert (tmp_path / "photo_stripes-optim.png").is_file()
+    again = run(ENTRY["stylize"], f"ckpt={ckpt}", f"input={photo}", cwd=tmp_path)
+    assert (
+        "photo_tiny-gan.png exists (made by tiny-gan; overwrite=true replaces it)" in again.stdout
+    )

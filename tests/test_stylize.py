@@ -140,8 +140,8 @@ def test_a_failed_folder_exits_nonzero(tmp_path, ckpt):
         timeout=600,
     )
     assert proc.returncode == 1, proc.stderr
-    assert (tmp_path / "in_tiny" / "a.png").is_file()
-    assert not (tmp_path / "in_tiny" / "b.png").exists()
+    assert (tmp_path / "in_tiny-gan" / "a.png").is_file()
+    assert not (tmp_path / "in_tiny-gan" / "b.png").exists()
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "b.jpg" in errors[0] and "Traceback" not in proc.stderr
 

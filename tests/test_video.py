@@ -70,7 +70,7 @@ def ckpt(tmp_path):
 def test_video_is_stylized_frame_by_frame_at_the_source_rate(tmp_path, ckpt, capsys):
     clip = write_video(tmp_path / "clip.mp4", frames=9, audio=True)
     assert run(StylizeConfig(input=str(clip), ckpt=str(ckpt), batch_size=4)) == 0
-    out = tmp_path / "clip_tiny.mp4"
+    out = tmp_path / "clip_tiny-gan.mp4"
     frames, rate, size, audio_tracks, first = probe(out)
     assert (frames, rate, size, audio_tracks) == (9, 12, (64, 48), 0)
     source_first = probe(clip)[4]
@@ -131,7 +131,7 @@ def test_a_glob_of_videos(tmp_path, ckpt):
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"]
     # A glob that matches one video: a video beside it, as for that file given by name.
     assert run(StylizeConfig(input=str(clips / "a*"), ckpt=str(ckpt))) == 0
-    assert probe(clips / "a_tiny.mp4")[0] == 2
+    assert probe(clips / "a_tiny-gan.mp4")[0] == 2
 
 
 def test_the_optimization_skips_videos_in_a_folder_with_a_reason(tmp_path, capsys, monkeypatch):

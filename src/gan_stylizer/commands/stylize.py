@@ -83,7 +83,7 @@ def _run_variant(pairs, inputs: set[str], method: Method, cfg, size, tally: Tall
         elif is_video(src) and not cfg.ckpt:
             tally.skip(f"skip: {src} is a video; videos need ckpt= (a trained generator)")
         elif exists and not cfg.overwrite:
-            tally.skip(f"skip: {dst} exists (overwrite=true replaces it)")
+            tally.skip(f"skip: {dst} exists (made by {method.label}; overwrite=true replaces it)")
         else:
             (videos if is_video(src) else images).append((src, dst))
     if images:

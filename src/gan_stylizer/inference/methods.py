@@ -46,6 +46,7 @@ class Method:
 def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
     if Path(cfg.ckpt).suffix.lower() in EXPORTED_SUFFIXES:
         apply, label = load_exported(cfg.ckpt, device)
+        label = f"{label}-gan"
         at = functools.partial(_at_strength, apply) if apply.conditioned else None
         return Method(
             apply, label, True, cfg.preserve_color, f"exported model, fp32 on {device}", at
@@ -58,7 +59,9 @@ def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
         raise ConfigError(f"precision={cfg.precision}: cannot run on {device}: {err}") from None
     precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     at = functools.partial(_at_strength, stylizer) if generator.conditioned else None
-    return Method(stylizer, label, True, cfg.preserve_color, f"{precision} on {device}", at)
+    # The label names what made an output: <photo>_<model>-gan.png, <photo>_<painting>-optim.png.
+    description = f"{precision} on {device}"
+    return Method(stylizer, f"{label}-gan", True, cfg.preserve_color, description, at)
 
 
 def _at_strength(apply: Callable, strength: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -124,7 +127,7 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
         )
         return result.image.float().cpu()
 
-    return Method(apply, cfg.style.name, False, False, f"optimization on {device}")
+    return Method(apply, f"{cfg.style.name}-optim", False, False, f"optimization on {device}")
 
 
 def _recolor(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
