@@ -79,6 +79,7 @@ def test_run_writes_checkpoints_samples_and_logs(tmp_path, photo_dir, painting):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["g_step"] == 2 and metrics["seconds_per_step"] > 0
     assert len(metrics["val"]["per_image"]) == 1
+    assert {"val", "reference_eval", "g_step"} <= set(metrics["about"])  # says what each is
     assert all(math.isfinite(v) for v in metrics["val"]["mean"].values())
     ref = metrics["reference_eval"]["mean"]
     assert {"style", "content", "swd", "ssim", "edges", "seconds"} <= set(ref)

@@ -202,6 +202,21 @@ class SampleGrid(Callback):
             self.write(trainer, pl_module)
 
 
+# metrics.json says what each of its numbers is: its two "style" numbers differ on purpose.
+METRICS_ABOUT = {
+    "g_step": "generator steps trained in all",
+    "seconds_per_step": "wall time per generator step in this session (one session of a run)",
+    "nonfinite_skipped": "optimizer steps skipped for a NaN or infinite loss or gradient",
+    "alpha, beta": "the style and content weights this generator was trained for (a strength "
+    "dial: the alpha of its default strength)",
+    "val": "G_ema on the run's fixed validation photos under the run's own loss (its VGG, its "
+    "layers, its painting size, alpha and beta): how far training got on its own objective",
+    "reference_eval": "the same photos under the fixed ruler of scripts/evaluate.py (caffe "
+    "VGG19, alpha=50, beta=1, the painting at the photos' size) with SWD, SSIM and edges: the "
+    "numbers to compare runs by; its style loss differs from val's because the ruler differs",
+}
+
+
 class RunSummary(Callback):
     """metrics.json at the end of training (rank 0): steps, seconds per step, and the seed's
     losses of G_ema on the fixed validation photos, so runs (and sweep points) can be ranked."""
@@ -242,6 +257,7 @@ class RunSummary(Callback):
             else {}
         )
         metrics = {
+            "about": METRICS_ABOUT,
             "g_step": pl_module.g_step,
             "steps_this_session": steps,
             "seconds_this_session": round(seconds, 1),
