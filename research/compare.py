@@ -11,7 +11,7 @@ step_NNNNNN.ckpt) is reused; one with fewer resumes (research/trainings.py); job
 recipes at once, each with half the threads.
 Writes <out>/results.md (the table), results.json and comparison.png
 (content | no adversarial | GAN | optimization), with the evaluation's fixed reference
-(gan_stylizer.evaluate; alpha=50 at 512 px). sheet=DIR also makes comparison_sheet.png from
+(gan_stylizer.evaluation; alpha=50 at 512 px). sheet=DIR also makes comparison_sheet.png from
 other photos (e.g. ones whose licence allows publishing the result).
 """
 

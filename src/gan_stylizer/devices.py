@@ -19,8 +19,6 @@ def resolve_train_precision(t) -> str:
     """
     if str(t.precision) != "auto":
         return str(t.precision)
-    pass
-
     accelerator = str(t.accelerator)
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32"
