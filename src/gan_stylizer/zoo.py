@@ -57,11 +57,6 @@ def names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").is_file())
 
 
-def is_zoo_name(spec: str) -> bool:
-    """Whether ckpt= names a zoo model rather than a file."""
-    return spec in names()
-
-
 def describe(name: str) -> ZooModel:
     """The entry `name` with its manifest read and checked (not its weights)."""
     if name not in names():
