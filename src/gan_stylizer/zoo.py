@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.errors import CheckpointError
@@ -124,8 +125,6 @@ def load_any(spec: str | Path) -> tuple[Generator, str]:
 
 def save(generator: Generator, folder: str | Path, name: str, manifest: dict) -> tuple[Path, Path]:
     """Write `<name>.safetensors` (fp16) and `<name>.json` (manifest + the weights' sha256)."""
-    from safetensors.torch import save as save_safetensors
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {

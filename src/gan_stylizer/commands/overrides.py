@@ -10,7 +10,7 @@ import os
 import sys
 from importlib import resources
 
-from gan_stylizer.config.reference import keys
+from gan_stylizer.config.reference import rows
 
 
 def groups(names: tuple[str, ...]) -> dict[str, list[str]]:
@@ -25,17 +25,11 @@ def groups(names: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
-def _dict_keys(schema: type) -> list[str]:
-    """Keys whose value is a mapping (loss.style_layers): their own sub-keys are free."""
-    from gan_stylizer.config.reference import rows
-
-    return [key for key, tp, *_ in rows(schema) if tp.startswith("dict")]
-
-
 def problem(argv: list[str], schema: type, group_names: tuple[str, ...] = ()) -> str | None:
     """The first argument that names no key of `schema`, as one line; None if all do."""
-    known = keys(schema)
-    free = _dict_keys(schema)
+    table = rows(schema)
+    known = [key for key, *_ in table]
+    free = [key for key, tp, *_ in table if tp.startswith("dict")]  # loss.style_layers.<any>
     options = groups(group_names)
     for arg in argv:
         if arg.startswith("-"):  # Hydra's own flags: --help, -m, --cfg job, ...
@@ -96,8 +90,6 @@ def reserved(argv: list[str], path_keys: tuple[str, ...]) -> str | None:
 def help_text(usage: str, about: str, schema: type, group_names: tuple[str, ...]) -> str:
     """--help: a usage line, what the command does, then its own keys (from the schema) with
     their defaults and meanings, and its config groups with their options."""
-    from gan_stylizer.config.reference import rows
-
     lines = [f"usage: {usage}", "", about, "", "keys (key=value; every one: docs/config.md):"]
     table = rows(schema)
     width = min(34, max(len(key) for key, *_ in table))

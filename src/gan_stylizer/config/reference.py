@@ -80,11 +80,6 @@ def rows(cls: type, owner=None, prefix: str = "") -> list[tuple[str, str, str, s
     return out
 
 
-def keys(cls: type) -> list[str]:
-    """Every key of a command's config, dotted (loss.vgg.weights)."""
-    return [key for key, *_ in rows(cls)]
-
-
 def markdown() -> str:
     out = [
         "# Config reference",

@@ -11,7 +11,6 @@ Embedded ICC colour profiles are not applied: pixel values are taken to be sRGB.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import struct
@@ -25,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gan_stylizer.color import _check_rgb
 from gan_stylizer.errors import ImageError, reason
-from gan_stylizer.io.atomic import create_temp, fsync_dir
+from gan_stylizer.io import atomic
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -349,22 +348,10 @@ def save_image(
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ImageError(path, f"could not create the folder: {reason(err)}") from None
-    tmp: str | None = None
     try:
-        fd, tmp = create_temp(target)
-        with os.fdopen(fd, "wb") as out:
-            img.save(out, format=fmt, **options)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-        tmp = None
-        fsync_dir(target.parent)
+        atomic.write_with(target, lambda out: img.save(out, format=fmt, **options))
     except (OSError, ValueError) as err:
         raise ImageError(path, f"could not write: {reason(err)}") from None
-    finally:
-        if tmp is not None:  # any failure, including KeyboardInterrupt: no temp file left
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
     return target
 
 

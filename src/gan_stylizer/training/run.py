@@ -99,7 +99,9 @@ def quiet_lightning() -> None:
         logger = logging.getLogger(name)
         if logging.getLogger().handlers:  # under Hydra (the commands): root prints it
             logger.handlers.clear()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in rank_zero.filters):  # once per process
+        rank_zero.addFilter(_DropAdverts())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
