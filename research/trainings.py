@@ -94,6 +94,7 @@ def plan(training: Training, steps: int, threads: int) -> tuple[Path, list[str] 
     overrides = [
         *training.overrides,
         f"trainer.steps={steps}",
+        f"trainer.keep_every={steps}",  # the copy that a shorter comparison later reads
         f"trainer.threads={threads}",
         f"hydra.run.dir={training.run_dir}",
     ]

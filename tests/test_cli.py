@@ -39,6 +39,8 @@ def test_stylize_by_optimization_writes_the_image(tmp_path, painting):
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (40, 33)
     assert "3 steps" in proc.stdout
+    # Piped: progress as lines (every tenth of the steps, and the last), not a bar.
+    assert "optimize: step 3/3 (100%), " in proc.stdout and ", ETA 0:00, loss " in proc.stdout
     assert not list(tmp_path.glob("*.log")) and not (tmp_path / ".hydra").exists()
 
 
@@ -91,8 +93,13 @@ def test_train_debug_fast_then_stylize_with_the_checkpoint(tmp_path, photo_dir, 
     assert "step 2/2: g_style" in log and "g_content" in log  # the losses, in the file only
     assert "step 2/2: g_style" not in proc.stdout + proc.stderr
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file()
+    assert [p.name for p in ckpt.parent.iterdir()] == ["last.ckpt"]  # no copies unless asked
     assert (run_dir / ".hydra" / "config.yaml").is_file()
+    # Piped, progress is a line every log_every steps with the budget and an ETA, no bar.
+    output = proc.stdout + proc.stderr
+    assert "train: step 2/2 (100%), " in proc.stdout and "s/step, ETA 0:00" in proc.stdout
+    assert "\r" not in output and "Epoch" not in output and "it/s" not in output
+    assert "[lightning" not in output  # the console has the message alone; train.log the rest
 
     photos = tmp_path / "photos_in"
     write_photo(photos / "a.jpg", (61, 45), seed=5)

@@ -21,7 +21,7 @@ from test_resume import assert_same_training_state
 from test_training import tiny_config
 
 from gan_stylizer import styles
-from gan_stylizer.config.schema import StyleConfig, TrainConfig
+from gan_stylizer.config.schema import StyleConfig
 from gan_stylizer.errors import StyleError
 from gan_stylizer.styles import StyleSpec, fetch_style, sha256_file
 from gan_stylizer.training.cluster import RequeueAtBatchEnd, slurm_environment
@@ -202,10 +202,10 @@ def fake_srun(folder: Path) -> Path:
 def test_submitit_slurm_launcher_shapes_the_job_like_the_trainer(tmp_path, monkeypatch):
     submitit = pytest.importorskip("submitit")  # the `cluster` extra, in `dev`
     from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
     from hydra.utils import instantiate
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    import gan_stylizer.commands.train  # noqa: F401  (registers train_schema and its help)
+
     overrides = [
         "hydra/launcher=submitit_slurm",
         "trainer.devices=4",
@@ -297,6 +297,7 @@ def test_ddp_two_cpu_processes_train_into_one_run_directory(tmp_path, photo_dir,
             "trainer.steps=3",
             "trainer.image_every=3",
             "trainer.ckpt_every=3",
+            "trainer.keep_every=3",
             f"hydra.run.dir={run_dir}",
         ],
         cwd=tmp_path,

@@ -46,6 +46,26 @@ def test_help_starts_with_a_usage_line_and_lists_only_the_commands_keys(command)
         assert {"strength", "tile", "loss.alpha"} <= set(keys)
 
 
+def test_help_is_hydras_own_template_fed_from_the_schema():
+    from gan_stylizer.commands.overrides import help_text
+    from gan_stylizer.commands.train import GROUPS
+    from gan_stylizer.config.schema import TrainConfig
+
+    done = run(ENTRY["train"], "--help")
+    expected = help_text("", "", TrainConfig, GROUPS).partition("keys (key=value")[2]
+    assert expected and expected in done.stdout  # printed by Hydra from hydra.help.template
+    assert "Powered by Hydra" not in done.stdout
+
+
+def test_progress_lines_give_the_budget_the_rate_and_an_eta():
+    from gan_stylizer.progress import clock, progress_line
+
+    assert [clock(s) for s in (0, 42, 3725)] == ["0:00", "0:42", "1:02:05"]
+    line = progress_line("train", 120, 1000, 3.0, {"g_style": "1.2e+05"})
+    assert line == "train: step 120/1000 (12%), 3.00 s/step, ETA 44:00, g_style 1.2e+05"
+    assert progress_line("train", 0, 10, None, {}) == "train: step 0/10 (0%)"
+
+
 @pytest.mark.parametrize(
     "command, arg, suggestion",
     [

@@ -252,6 +252,7 @@ def test_ctrl_c_on_the_command_line_saves_and_exits_130_without_a_traceback(
         *tiny_train_overrides(photo_dir, painting),
         "trainer.steps=400",
         "trainer.ckpt_every=2",
+        "trainer.keep_every=2",
         "trainer.image_every=1000",
         "data.num_workers=1",
         f"hydra.run.dir={run_dir}",
@@ -348,6 +349,7 @@ def test_a_training_process_killed_with_sigkill_resumes_at_its_saved_step(
         *tiny_train_overrides(photo_dir, painting),
         "trainer.steps=24",
         "trainer.ckpt_every=2",
+        "trainer.keep_every=2",
         "trainer.image_every=100",
         f"hydra.run.dir={run_dir}",
     ]

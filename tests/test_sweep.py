@@ -18,7 +18,6 @@ import torch
 from conftest import tiny_train_overrides, write_checkpoint, write_photo
 
 from gan_stylizer.checkpoints import load_generator
-from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.io.images import load_image, resize_long_side
 from gan_stylizer.training.sweep import collect_runs, contact_sheet, rank_runs, write_report
 
@@ -28,9 +27,9 @@ CONFIGS = REPO / "src" / "gan_stylizer" / "configs"
 
 def compose_train(overrides: list[str]):
     from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    import gan_stylizer.commands.train  # noqa: F401  (registers train_schema and its help)
+
     with (
         warnings.catch_warnings(),
         initialize_config_dir(

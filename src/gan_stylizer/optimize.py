@@ -72,6 +72,7 @@ def optimize_image(
     desc: str = "optimize",
     stop_below: float | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    on_loss: Callable[[int, dict[str, float]], None] | None = None,
     clamp: bool = False,
 ) -> OptimizeResult:
     """Optimize an image so that α·L_style + β·L_content (+ tv·L_tv) is minimal.
@@ -80,10 +81,11 @@ def optimize_image(
     Stops after `steps` iterations or when the relative change of the loss over one step
     stays below `tol` for 5 steps in a row, or (stop_below) as soon as the total loss of the
     current image is at most stop_below. on_step(step, image) is called after every update, with
-    the image clamped to [0, 1] (for snapshots). When the loss blows up (non-finite, or BLOWUP
-    times the best so far) the optimization goes back to its best image with a fresh optimizer
-    at half the step size, at most MAX_RESTARTS times. Returns the image with the lowest loss
-    seen (its losses are `final`), RGB [0,1] [1,3,H,W].
+    the image clamped to [0, 1] (for snapshots); on_loss(step, losses) after every step with
+    that step's entry of `history` (for progress lines). When the loss blows up (non-finite, or
+    BLOWUP times the best so far) the optimization goes back to its best image with a fresh
+    optimizer at half the step size, at most MAX_RESTARTS times. Returns the image with the
+    lowest loss seen (its losses are `final`), RGB [0,1] [1,3,H,W].
     """
     if optimizer not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
@@ -178,6 +180,8 @@ def optimize_image(
             continue
         bar.update(1)
         bar.set_postfix(loss=f"{last:.4g}")
+        if on_loss is not None:
+            on_loss(done, history[-1])
         if stop_below is not None and last <= stop_below:
             # `last` is the loss of the image before this step's update, the first at or below
             # stop_below and so the best so far: that image is returned (below).

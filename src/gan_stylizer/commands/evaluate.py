@@ -10,11 +10,10 @@ from datetime import datetime
 from pathlib import Path
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check
+from gan_stylizer.commands.overrides import check, register
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import EvaluateConfig
 from gan_stylizer.config.validate import validate_evaluate
@@ -106,7 +105,23 @@ def run(cfg) -> Path:  # cfg: gan_stylizer.config.EvaluateConfig
     return out_dir
 
 
-ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+GROUPS = ("style",)
+# file names: reserved characters in them get the quoting
+PATH_KEYS = ("input", "ckpt", "output", "style.path", "data_dir")
+register(
+    "evaluate",
+    EvaluateConfig,
+    GROUPS,
+    usage=(
+        "python scripts/evaluate.py input=FOLDER [ckpt=ZOO_NAME|last.ckpt | "
+        "method=optimize] [key=value ...]   (or: gan-stylizer evaluate ...)"
+    ),
+    about=(
+        "Scores a stylizer on a folder of photos under the fixed ruler: style and content"
+        " loss, SWD to the painting, SSIM and edges against the photo, seconds and memory"
+        " per image."
+    ),
+)
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
@@ -117,21 +132,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
-    check(
-        sys.argv[1:],
-        EvaluateConfig,
-        ("style",),
-        ("input", "ckpt", "output", "style.path", "data_dir"),
-        usage=(
-            "python scripts/evaluate.py input=FOLDER [ckpt=ZOO_NAME|last.ckpt | "
-            "method=optimize] [key=value ...]   (or: gan-stylizer evaluate ...)"
-        ),
-        about=(
-            "Scores a stylizer on a folder of photos under the fixed ruler: style and content"
-            " loss, SWD to the painting, SSIM and edges against the photo, seconds and memory"
-            " per image."
-        ),
-    )
+    check(sys.argv[1:], EvaluateConfig, GROUPS, PATH_KEYS)
     _hydra_main()
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check
+from gan_stylizer.commands.overrides import check, register
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import ExportConfig
 from gan_stylizer.config.validate import validate_export
@@ -33,6 +32,7 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"output={out} exists (overwrite=true replaces it)")
     generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name
+    print(f"export: {label} as {cfg.format} (tracing and writing take a few seconds)", flush=True)
     try:
         model_path, info_path = export_generator(generator, cfg.format, out, label, cfg.ckpt)
     except ImportError as err:
@@ -55,7 +55,22 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
     return model_path, info_path
 
 
-ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+GROUPS = ()
+# file names: reserved characters in them get the quoting
+PATH_KEYS = ("ckpt", "output")
+register(
+    "export",
+    ExportConfig,
+    GROUPS,
+    usage=(
+        "python scripts/export.py ckpt=ZOO_NAME|last.ckpt [format=onnx|pt2] [output=FILE]"
+        "   (or: gan-stylizer export ...)"
+    ),
+    about=(
+        "Writes the generator as an ONNX model or a torch.export program with dynamic "
+        "batch, height and width, and <file>.json beside it with the pixel convention."
+    ),
+)
 
 
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
@@ -66,20 +81,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
-    check(
-        sys.argv[1:],
-        ExportConfig,
-        (),
-        ("ckpt", "output"),
-        usage=(
-            "python scripts/export.py ckpt=ZOO_NAME|last.ckpt [format=onnx|pt2] [output=FILE]"
-            "   (or: gan-stylizer export ...)"
-        ),
-        about=(
-            "Writes the generator as an ONNX model or a torch.export program with dynamic "
-            "batch, height and width, and <file>.json beside it with the pixel convention."
-        ),
-    )
+    check(sys.argv[1:], ExportConfig, GROUPS, PATH_KEYS)
     _hydra_main()
 
 

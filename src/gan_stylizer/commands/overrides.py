@@ -6,7 +6,6 @@ closest ones, and exit status 2, before any work. Values Hydra's grammar cannot 
 from __future__ import annotations
 
 import difflib
-import os
 import sys
 from importlib import resources
 
@@ -108,22 +107,30 @@ def help_text(usage: str, about: str, schema: type, group_names: tuple[str, ...]
     return "\n".join(lines)
 
 
-def check(
-    argv: list[str],
-    schema: type,
-    group_names: tuple[str, ...],
-    path_keys: tuple[str, ...],
-    usage: str = "",
-    about: str = "",
+def register(
+    command: str, schema: type, group_names: tuple[str, ...], usage: str, about: str
 ) -> None:
-    """--help: the command's own help, exit 0. An unknown key or an unquoted reserved value:
-    one line and exit status 2. Otherwise nothing: Hydra takes over."""
-    if any(arg in ("-h", "--help") for arg in argv) and usage:
-        try:
-            print(help_text(usage, about, schema, group_names), flush=True)
-        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(0)
+    """Hydra's config store: the command's schema (`<command>_schema`, the first entry of its
+    YAML's defaults) and its help, hydra/help=<command>, whose template Hydra prints for
+    --help: a usage line, what the command does, its own keys from the schema."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name=f"{command}_schema", node=schema)
+    text = help_text(usage, about, schema, group_names) + "\n"
+    # Hydra fills the template with string.Template ($NAME) after OmegaConf resolved it (${..}).
+    template = text.replace("$", "$$").replace("$${", "$\\${")
+    node = {"app_name": command, "header": "", "footer": "", "template": template}
+    store.store(group="hydra/help", name=command, node=node)
+
+
+def check(
+    argv: list[str], schema: type, group_names: tuple[str, ...], path_keys: tuple[str, ...]
+) -> None:
+    """An unknown key or an unquoted reserved value: one line and exit status 2. Otherwise
+    nothing: Hydra takes over (and prints the help that register() gave it for --help)."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        return
     line = problem(argv, schema, group_names) or reserved(argv, path_keys)
     if line:
         print(f"error: {line}", file=sys.stderr)

@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check
+from gan_stylizer.commands.overrides import check, register
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import StylizeConfig
 from gan_stylizer.config.validate import parse_strengths, validate_stylize
@@ -94,7 +93,23 @@ def _run_variant(pairs, inputs: set[str], method: Method, cfg, size, tally: Tall
         _run_video(pair, method, cfg, size, tally)
 
 
-ConfigStore.instance().store(name="stylize_schema", node=StylizeConfig)
+GROUPS = ("style",)
+# file names: reserved characters in them get the quoting
+PATH_KEYS = ("input", "output", "ckpt", "style.path", "data_dir")
+register(
+    "stylize",
+    StylizeConfig,
+    GROUPS,
+    usage=(
+        "python stylize.py input=PHOTO|FOLDER|GLOB|VIDEO "
+        "[ckpt=ZOO_NAME|last.ckpt|model.onnx] [key=value ...]"
+    ),
+    about=(
+        "Stylizes in one pass with a trained generator (ckpt=: a zoo name, see "
+        "scripts/models.py, a checkpoint or an export), or without ckpt= by the per-image"
+        " optimization of the painting style=."
+    ),
+)
 
 
 @hydra.main(config_path="../configs", config_name="stylize", version_base="1.3")
@@ -119,21 +134,7 @@ def _strength_list_as_hydra_list(argv: list[str]) -> list[str]:
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
     sys.argv[1:] = _strength_list_as_hydra_list(sys.argv[1:])
-    check(
-        sys.argv[1:],
-        StylizeConfig,
-        ("style",),
-        ("input", "output", "ckpt", "style.path", "data_dir"),
-        usage=(
-            "python stylize.py input=PHOTO|FOLDER|GLOB|VIDEO "
-            "[ckpt=ZOO_NAME|last.ckpt|model.onnx] [key=value ...]"
-        ),
-        about=(
-            "Stylizes in one pass with a trained generator (ckpt=: a zoo name, see "
-            "scripts/models.py, a checkpoint or an export), or without ckpt= by the per-image"
-            " optimization of the painting style=."
-        ),
-    )
+    check(sys.argv[1:], StylizeConfig, GROUPS, PATH_KEYS)
     _hydra_main()
 
 

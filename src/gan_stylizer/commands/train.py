@@ -6,18 +6,30 @@ import warnings
 from pathlib import Path
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check
+from gan_stylizer.commands.overrides import check, register
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.errors import ConfigError
 
-ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+GROUPS = ("style", "data", "model", "loss", "trainer", "experiment", "debug")
+# file names: reserved characters in them get the quoting
+PATH_KEYS = ("data.root", "data.val_root", "style.path", "data_dir", "ckpt_path")
+register(
+    "train",
+    TrainConfig,
+    GROUPS,
+    usage=("python train.py [group=option ...] [key=value ...]   (or: gan-stylizer train ...)"),
+    about=(
+        "Trains a stylizer (generator + PatchGAN discriminator, Gram style and VGG "
+        "content losses) into outputs/<name>/<time>/; the same command resumes it. "
+        "Sweeps: -m key=a,b."
+    ),
+)
 # configs/hydra/launcher/submitit_slurm.yaml replaces the plugin's config of that name on purpose
 # (the same keys, with the job shaped like the trainer); Hydra still validates it against the
 # plugin's schema and says so in a deprecation warning that is only noise here.
@@ -63,18 +75,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
-    check(
-        sys.argv[1:],
-        TrainConfig,
-        ("style", "data", "model", "loss", "trainer", "experiment", "debug"),
-        ("data.root", "data.val_root", "style.path", "data_dir", "ckpt_path"),
-        usage=("python train.py [group=option ...] [key=value ...]   (or: gan-stylizer train ...)"),
-        about=(
-            "Trains a stylizer (generator + PatchGAN discriminator, Gram style and VGG "
-            "content losses) into outputs/<name>/<time>/; the same command resumes it. "
-            "Sweeps: -m key=a,b."
-        ),
-    )
+    check(sys.argv[1:], TrainConfig, GROUPS, PATH_KEYS)
     _hydra_main()
 
 

@@ -112,7 +112,8 @@ class TrainerConfig:
     clip_grad: float = 0.0  # max grad norm for G and D (0 = off)
     max_nonfinite: int = 10  # consecutive skipped steps before the run stops
     ckpt_every: int = 500  # generator steps between writes of last.ckpt (at most this is lost)
-    keep_every: int | None = None  # ... between kept step_NNNNNN.ckpt (null: ckpt_every; 0: none)
+    # generator steps between kept step_NNNNNN.ckpt copies (0: none; null: one per ckpt_every)
+    keep_every: int | None = 0
     image_every: int = 250  # generator steps between validation image grids
     log_every: int = 10  # generator steps between scalar logs
     accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps (Lightning's)

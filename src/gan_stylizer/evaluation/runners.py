@@ -22,6 +22,7 @@ from gan_stylizer.evaluation.ruler import Evaluator, ImageMetrics
 from gan_stylizer.io.images import load_image
 from gan_stylizer.io.inputs import collect_inputs
 from gan_stylizer.optimize import optimize_image
+from gan_stylizer.progress import clock
 
 # ---- texture: sliced Wasserstein distance --------------------------------------------------
 
@@ -92,7 +93,8 @@ def evaluate_one_pass(
     rows, outputs = [], []
     if photos:  # the first call pays one-time costs (allocator, kernels): keep them out
         stylize(photos[0].content)
-    for photo in photos:
+    began = time.perf_counter()
+    for done, photo in enumerate(photos, 1):
         with measure(evaluator.device) as m:
             stylized = stylize(photo.content)
         metrics = evaluator.evaluate(photo.name, stylized, photo.content, m.seconds, m.peak_mem_mb)
@@ -115,7 +117,7 @@ def evaluate_one_pass(
             }
         rows.append(metrics.as_dict())
         outputs.append(stylized)
-        progress(_progress_line(metrics))
+        progress(_counter(done, len(photos), began) + _progress_line(metrics))
     return rows, outputs
 
 
@@ -138,7 +140,8 @@ def evaluate_optimization(
     rows: dict[int, list[dict]] = {s: [] for s in marks}
     outputs: dict[int, list[torch.Tensor]] = {s: [] for s in marks}
     histories = []
-    for photo in photos:
+    began = time.perf_counter()
+    for done, photo in enumerate(photos, 1):
         taken: dict[int, tuple[torch.Tensor, float]] = {}
         start = time.perf_counter()
 
@@ -166,8 +169,15 @@ def evaluate_optimization(
             metrics.extra = {"steps": min(mark, result.steps)}
             rows[mark].append(metrics.as_dict())
             outputs[mark].append(image)
-            progress(_progress_line(metrics, f"optimize@{mark}"))
+            counter = _counter(done, len(photos), began)
+            progress(counter + _progress_line(metrics, f"optimize@{mark}"))
     return rows, outputs, histories
+
+
+def _counter(done: int, total: int, began: float) -> str:
+    """`[3/50, ETA 2:10] `: where a long evaluation stands."""
+    eta = clock((time.perf_counter() - began) / done * (total - done))
+    return f"[{done}/{total}, ETA {eta}] "
 
 
 def _progress_line(m: ImageMetrics, label: str = "") -> str:

@@ -21,6 +21,7 @@ from gan_stylizer.inference.exported import load_exported
 from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.optimize import stylize_by_optimization
 from gan_stylizer.perceptual import build_criterion
+from gan_stylizer.progress import progress_line
 from gan_stylizer.styles import data_dir_of, load_style_image
 from gan_stylizer.zoo import load_any
 
@@ -118,6 +119,7 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
             tol=cfg.tol,
             seed=cfg.seed,
             progress=sys.stderr.isatty(),
+            on_loss=None if sys.stderr.isatty() else _progress_lines(cfg.steps),
         )
         f = result.final
         tqdm.write(
@@ -128,6 +130,20 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
         return result.image.float().cpu()
 
     return Method(apply, f"{cfg.style.name}-optim", False, False, f"optimization on {device}")
+
+
+def _progress_lines(steps: int) -> Callable[[int, dict[str, float]], None]:
+    """Not on a terminal: a line of the optimization's progress every tenth of its steps
+    (at least 10) and at the last, in place of the bar."""
+    every = max(10, steps // 10)
+
+    def report(step: int, losses: dict[str, float]) -> None:
+        if step % every == 0 or step == steps:
+            rate = losses["seconds"] / step
+            shown = {"loss": f"{losses['total']:.4g}"}
+            tqdm.write(progress_line("  optimize", step, steps, rate, shown), file=sys.stdout)
+
+    return report
 
 
 def _recolor(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:

@@ -16,14 +16,17 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gan_stylizer.errors import CheckpointError
 from gan_stylizer.io import atomic
 from gan_stylizer.io.images import save_image
 from gan_stylizer.io.sheets import caption, make_grid
+from gan_stylizer.progress import progress_line
 from gan_stylizer.system import StylizerSystem
 from gan_stylizer.training.records import evaluate_for_card, trained_alpha, write_model_card
 
@@ -276,44 +279,77 @@ class RunSummary(Callback):
         write_model_card(self.out_dir, pl_module.cfg, metrics)
 
 
-class StepProgress(TQDMProgressBar):
-    """`train: 120/1000 [06:01<44:10, 3.01 s/it, g_style=…, g_content=…]`: the generator steps
-    of the budget (trainer.steps), its rate and an ETA; a resumed run starts the bar where it
-    stopped. Lines logged during training print above the bar, on their own lines."""
+class StepProgress(ProgressBar):
+    """The generator steps of the budget (trainer.steps), their rate and an ETA; a resumed run
+    starts where it stopped. On a terminal, a bar: `train: 12%|█ | 120/1000 [06:01<44:10,
+    3.01s/step, g_style=…]`, with the lines logged meanwhile printed above it (tqdm's logging
+    redirect). Piped or into a file, no bar (its carriage returns would glue every line
+    together): one line of progress_line() every `every` steps and at the last."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: int, every: int) -> None:
         super().__init__()
         self.steps = steps
+        self.every = every
+        self._enabled = True
+        self._bar = None
+        self._redirect = None
+        self._start = (0.0, 0)
 
-    def init_train_tqdm(self):
-        bar = super().init_train_tqdm()
-        bar.unit = "step"
-        bar.set_description("train", refresh=False)
-        bar.reset(total=self.steps)
-        return bar
+    def disable(self) -> None:
+        self._enabled = False
 
-    def on_train_epoch_start(self, trainer, pl_module, *_) -> None:
-        # Not Lightning's: it would show "Epoch 0" and an unknown total.
-        bar = self.train_progress_bar
-        bar.reset(total=self.steps)
-        bar.initial = bar.n = pl_module.g_step
-        bar.set_description("train")
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        self._start = (time.perf_counter(), pl_module.g_step)
+        if sys.stderr.isatty():
+            self._bar = tqdm(
+                total=self.steps, initial=pl_module.g_step, desc="train", unit="step",
+                dynamic_ncols=True, file=sys.stderr,
+            )  # fmt: skip
+            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger()])
+            self._redirect.__enter__()
+
+    def seconds_per_step(self, step: int) -> float | None:
+        began, first = self._start
+        return (time.perf_counter() - began) / (step - first) if step > first else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        bar = self.train_progress_bar
-        if bar is not None and not bar.disable:
-            bar.n = pl_module.g_step
-            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-            bar.refresh()
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        step = pl_module.g_step
+        metrics = trainer.callback_metrics
+        shown = {
+            key.removeprefix("train/"): f"{float(metrics[key]):.3g}"
+            for key in ("train/g_style", "train/g_content", "train/d_loss")
+            if key in metrics
+        }
+        if self._bar is not None:
+            self._bar.n = step
+            self._bar.set_postfix(shown, refresh=False)
+            self._bar.refresh()
+        elif step % self.every == 0 or step == self.steps:
+            print(
+                progress_line("train", step, self.steps, self.seconds_per_step(step), shown),
+                flush=True,
+            )
 
-    def get_metrics(self, trainer, pl_module) -> dict:
-        metrics = super().get_metrics(trainer, pl_module)
-        shown = {}
-        for key in ("train/g_style", "train/g_content", "train/d_loss"):
-            if key in metrics:
-                value = metrics[key]
-                shown[key.removeprefix("train/")] = f"{float(value):.3g}"
-        return shown
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._close()  # an exception ended the run
 
 
 class LossLog(Callback):

@@ -51,7 +51,7 @@ def build_trainer(cfg: TrainConfig, out_dir: Path) -> L.Trainer:
         interrupt,
         SampleGrid(out_dir / "samples", t.image_every),
         RunSummary(out_dir, interrupt),
-        StepProgress(t.steps),
+        StepProgress(t.steps, t.log_every),
         LossLog(t.log_every),
     ]
     # Last in the list: a batch's own checkpoint is written before a requeue handler runs.
