@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,17 @@ def test_stylize_with_a_foreign_checkpoint_is_a_clear_error(tmp_path):
     proc = cli("stylize.py", f"ckpt={foreign}", f"input={photo}", cwd=tmp_path)
     assert proc.returncode == 2
     assert "model.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_refused_start_leaves_no_run_folder(tmp_path, photo_dir, painting):
+    overrides = [*tiny_train_overrides(photo_dir, painting), f"data.root={tmp_path / 'none'}"]
+    proc = cli("train.py", *overrides, cwd=tmp_path)
+    assert proc.returncode == 2 and "none" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()  # neither the run nor outputs/<name>/
+    # A folder that holds anything older is never removed.
+    mine = tmp_path / "mine"
+    (mine / ".hydra").mkdir(parents=True)
+    (mine / "train.log").write_text("my notes\n")
+    os.utime(mine / "train.log", (0, 0))
+    proc = cli("train.py", *overrides, f"hydra.run.dir={mine}", cwd=tmp_path)
+    assert proc.returncode == 2 and (mine / "train.log").is_file()

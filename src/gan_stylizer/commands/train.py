@@ -1,7 +1,9 @@
 """The train command: compose and validate the config, then gan_stylizer.training.run.run()
 does the work in Hydra's run directory. `python train.py` and `gan-stylizer train` call main()."""
 
+import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.errors import ConfigError
 
+STARTED = time.time() - 1  # file times are coarser than this clock on some file systems
 GROUPS = ("style", "data", "model", "loss", "trainer", "experiment", "debug")
 # file names: reserved characters in them get the quoting
 PATH_KEYS = ("data.root", "data.val_root", "style.path", "data_dir", "ckpt_path")
@@ -57,19 +60,42 @@ def refuse_ddp_launch_in_multirun(train_cfg: TrainConfig) -> None:
         )
 
 
+def drop_if_refused(out_dir: Path, since: float) -> None:
+    """A refused start (a config fault, a refused resume...) leaves no run folder behind: the
+    folder goes if it holds only what Hydra wrote at this start (.hydra/, train.log), all of it
+    written since `since`, and so do the parents that this start created and left empty."""
+    try:
+        if {p.name for p in out_dir.iterdir()} - {".hydra", "train.log"}:
+            return  # the run began (run_info.json, tb/...), or the folder holds other files
+        if any(p.lstat().st_mtime < since for p in [out_dir, *out_dir.rglob("*")]):
+            return  # something older: not ours to remove
+        shutil.rmtree(out_dir)
+        cwd = Path.cwd().resolve()
+        for parent in out_dir.resolve().parents:  # outputs/<name>/, made for this run
+            if parent == cwd or parent in cwd.parents or parent.stat().st_mtime < since:
+                break
+            parent.rmdir()  # only an empty folder goes; a full one raises and stops here
+    except OSError:
+        pass
+
+
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     with fail_cleanly():
         from gan_stylizer.training.callbacks import TrainingInterrupted
         from gan_stylizer.training.run import run
 
-        train_cfg = to_dataclass(cfg, TrainConfig)
-        refuse_ddp_launch_in_multirun(train_cfg)
         try:
-            ckpt = run(train_cfg, Path(HydraConfig.get().runtime.output_dir))
+            train_cfg = to_dataclass(cfg, TrainConfig)
+            refuse_ddp_launch_in_multirun(train_cfg)
+            ckpt = run(train_cfg, out_dir)
         except TrainingInterrupted as stopped:  # Ctrl-C: saved at a batch end
             print(str(stopped), file=sys.stderr)
             raise SystemExit(130) from None
+        except BaseException:
+            drop_if_refused(out_dir, STARTED)
+            raise
         print(f"checkpoint: {ckpt}")
 
 
