@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from gan_stylizer.io.images import load_image, save_image
-from gan_stylizer.training.data import SAMPLE_PHOTOS, sample_photos
+from gan_stylizer.io.inputs import SAMPLE_PHOTOS, sample_photos
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ ENTRY = {
     "stylize": REPO / "stylize.py",
     "export": REPO / "scripts" / "export.py",
     "evaluate": REPO / "scripts" / "evaluate.py",
+    "serve": REPO / "app.py",
 }
 
 
@@ -74,12 +75,15 @@ def test_progress_lines_give_the_budget_the_rate_and_an_eta():
         ("train", "trainer.step=3", "trainer.steps"),
         ("export", "formt=onnx", "format"),
         ("evaluate", "limt=3", "limit"),
+        ("serve", "prot=8000", "port"),
         ("stylize", "loss.adv=1", None),  # a training key: not the optimization's
         ("train", "loss.strength_margin=0.1", None),  # a retired option
     ],
 )
 def test_a_misspelt_key_exits_2_with_one_line_that_names_it(tmp_path, command, arg, suggestion):
-    first = {"train": "seed=0", "export": "ckpt=x.ckpt"}.get(command, "input=x.jpg")
+    first = {"train": "seed=0", "export": "ckpt=x.ckpt", "serve": "port=1"}.get(
+        command, "input=x.jpg"
+    )
     done = run(ENTRY[command], first, arg, cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from conftest import write_photo
 
-from gan_stylizer.io.inputs import list_images
-from gan_stylizer.training.data import PhotoDataset, random_resized_crop, sample_photos
+from gan_stylizer.io.inputs import list_images, sample_photos
+from gan_stylizer.training.data import PhotoDataset, random_resized_crop
 
 
 def test_list_images_is_recursive_sorted_and_skips_hidden_and_non_images(tmp_path):

@@ -12,6 +12,7 @@ COMMANDS = {
     "export": "export a generator as ONNX or torch.export (python scripts/export.py)",
     "evaluate": "score a stylizer under the fixed ruler (python scripts/evaluate.py)",
     "models": "list the pretrained models of the zoo (python scripts/models.py)",
+    "serve": "the local web page: upload, pick a painting, stylize (python app.py)",
 }
 
 

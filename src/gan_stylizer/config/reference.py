@@ -16,6 +16,7 @@ COMMANDS = (
     ("stylize", "python stylize.py / gan-stylizer stylize", schema.StylizeConfig),
     ("export", "python scripts/export.py / gan-stylizer export", schema.ExportConfig),
     ("evaluate", "python scripts/evaluate.py / gan-stylizer evaluate", schema.EvaluateConfig),
+    ("serve", "python app.py / gan-stylizer serve", schema.ServeConfig),
 )
 
 

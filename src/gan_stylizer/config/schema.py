@@ -204,4 +204,18 @@ class EvaluateConfig:
 FORMATS = ("onnx", "pt2")
 
 
+@dataclass
+class ServeConfig:
+    models: str | None = None  # also list the checkpoints and exports found below this folder
+    host: str = "127.0.0.1"  # this machine only; 0.0.0.0 opens the page to the network
+    port: int = 7860  # 0: a free port
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | 32 | bf16 | fp16
+    concurrency: int = 1  # stylizations at once (more only oversubscribes a small CPU)
+    queue_size: int = 32  # requests waiting beyond those; more are turned away
+    max_upload_mb: int = 50  # per uploaded file
+    keep_models: int = 4  # models kept loaded (least recently used unloaded first)
+    data_dir: str | None = None  # where the paintings are cached (their thumbnails)
+
+
 EXPORTED_SUFFIXES = (".onnx", ".pt2")

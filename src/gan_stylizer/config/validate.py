@@ -15,6 +15,7 @@ from gan_stylizer.config.schema import (
     ExportConfig,
     LossConfig,
     ObjectiveConfig,
+    ServeConfig,
     StylizeConfig,
     TrainConfig,
 )
@@ -186,6 +187,21 @@ def validate_export(cfg: ExportConfig) -> None:
     if not cfg.ckpt:
         raise ConfigError("ckpt= is required: the training checkpoint to export")
     _choice("format", cfg.format, FORMATS)
+
+
+def validate_serve(cfg: ServeConfig) -> None:
+    if cfg.models is not None and not Path(cfg.models).expanduser().is_dir():
+        raise ConfigError(f"models={cfg.models}: no such folder")
+    if not cfg.host or any(ch.isspace() or ch in "/\\" for ch in cfg.host):
+        raise ConfigError(f"host={cfg.host!r}: an address such as 127.0.0.1 or 0.0.0.0")
+    if not 0 <= cfg.port <= 65535:
+        raise ConfigError(f"port={cfg.port}: 0 (a free port) to 65535")
+    _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
+    _choice("precision", str(cfg.precision), PRECISIONS)
+    for key in ("concurrency", "queue_size", "max_upload_mb", "keep_models"):
+        value = getattr(cfg, key)
+        if not 1 <= value <= 10_000:
+            raise ConfigError(f"{key}={value}: 1 to 10000")
 
 
 def validate_evaluate(cfg: EvaluateConfig) -> None:

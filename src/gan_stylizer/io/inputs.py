@@ -56,3 +56,22 @@ def collect_inputs(spec: str, videos: bool = False) -> tuple[list[Path], Path | 
             raise ConfigError(f"input={spec}: the pattern matches no files")
         return files, None
     raise ConfigError(f"input={spec}: no such file or folder")
+
+
+# The colour photos that scikit-image ships inside its wheel: an offline default for demos.
+SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
+
+
+def sample_photos() -> list[Path]:
+    """The sample photos' paths inside the installed scikit-image (no import of skimage.data)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("data=samples needs scikit-image: pip install scikit-image")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    paths = [folder / name for name in SAMPLE_PHOTOS]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError(f"data=samples: scikit-image lacks {', '.join(missing)}")
+    return paths

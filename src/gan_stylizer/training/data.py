@@ -15,33 +15,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from gan_stylizer.config.schema import DataConfig
 from gan_stylizer.errors import ConfigError, ImageError
 from gan_stylizer.io.images import IMAGE_EXTENSIONS, load_image
-from gan_stylizer.io.inputs import list_images
+from gan_stylizer.io.inputs import list_images, sample_photos
 from gan_stylizer.seeding import derived_seed, seeded_generator
 
 log = logging.getLogger(__name__)
-
-# The colour photos that scikit-image ships inside its wheel: an offline default for demos.
-SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 
 COCO_HELP = (
     "mkdir -p {root} && cd {root} && curl -LO http://images.cocodataset.org/zips/train2017.zip "
     "&& unzip -q train2017.zip && rm train2017.zip"
 )
-
-
-def sample_photos() -> list[Path]:
-    """The sample photos' paths inside the installed scikit-image (no import of skimage.data)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("data=samples needs scikit-image: pip install scikit-image")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
-    paths = [folder / name for name in SAMPLE_PHOTOS]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ConfigError(f"data=samples: scikit-image lacks {', '.join(missing)}")
-    return paths
 
 
 def random_resized_crop(
