@@ -94,7 +94,7 @@ def plan(training: Training, steps: int, threads: int) -> tuple[Path, list[str] 
     overrides = [
         *training.overrides,
         f"trainer.steps={steps}",
-        f"trainer.keep_every={steps}",  # the copy that a shorter comparison later reads
+        "trainer.keep_every=null",  # a copy per ckpt_every: shorter comparisons read them
         f"trainer.threads={threads}",
         f"hydra.run.dir={training.run_dir}",
     ]

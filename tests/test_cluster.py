@@ -97,7 +97,7 @@ def test_sigusr1_under_slurm_saves_between_batches_requeues_and_resumes_exactly(
                 raise RuntimeError("killed by SLURM")
             return super().training_step(content, batch_idx)
 
-    settings = {"trainer.steps": 5, "trainer.ckpt_every": 100}
+    settings = {"trainer.steps": 5, "trainer.ckpt_every": 100, "trainer.keep_every": 0}
     monkeypatch.setattr(train_mod, "StylizerSystem", Preempted)
     out = tmp_path / "slurm-4242"
     with pytest.raises(RuntimeError, match="killed by SLURM"):
