@@ -40,16 +40,23 @@ def generator_config(ckpt: dict, path: Path) -> dict:
     try:
         config = ckpt["hyper_parameters"]["config"]
         g = config["model"]["generator"]
-        return {
+        out = {
             "channels": int(g["channels"]),
             "n_residual": int(g["n_residual"]),
-            "norm": g["norm"],
+            "norm": str(g["norm"]),
             "conditioned": bool(g.get("conditioned", False)),
         }
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise CheckpointError(
             f"{path}: not a gan-stylizer checkpoint (no hyper_parameters.config.model.generator)"
         ) from None
+    # What a checkpoint says is data from outside: sizes are bounded before anything is built.
+    if not (1 <= out["channels"] <= 1024 and 0 <= out["n_residual"] <= 64):
+        raise CheckpointError(
+            f"{path}: generator channels={out['channels']}, n_residual={out['n_residual']}: "
+            "outside what training makes (1-1024, 0-64)"
+        )
+    return out
 
 
 def load_generator(path: str | Path, use_ema: bool = True) -> tuple[Generator, dict]:
@@ -59,18 +66,30 @@ def load_generator(path: str | Path, use_ema: bool = True) -> tuple[Generator, d
     g_cfg = generator_config(ckpt, path)
     prefix = "g_ema." if use_ema else "generator."
     state = ckpt.get("state_dict", {})
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its state_dict is a {type(state).__name__}, not a dict")
+    weights = {
+        k[len(prefix) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)
+    }
     if not weights:
         raise CheckpointError(f"{path}: holds no {prefix.rstrip('.')} weights")
+    wrong = [k for k, v in weights.items() if not isinstance(v, torch.Tensor)]
+    if wrong:
+        raise CheckpointError(f"{path}: {prefix}{wrong[0]} is not a tensor")
+    if not all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()):
+        raise CheckpointError(f"{path}: holds NaN or infinite weights (a diverged run?)")
     try:
         generator = Generator(**g_cfg)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: bad generator config {g_cfg}: {err}") from None
     try:
         generator.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError) as err:
         detail = " ".join(str(err).split())[:300]
         raise CheckpointError(
             f"{path}: weights do not fit the generator it describes: {detail}"
         ) from None
-    return generator.eval().requires_grad_(False), ckpt["hyper_parameters"]["config"]
+    config = ckpt["hyper_parameters"]["config"]
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its config is not a dict")
+    return generator.eval().requires_grad_(False), config

@@ -5,6 +5,7 @@ and `reason()`, an exception as a short phrase for such a line.
 from __future__ import annotations
 
 import os
+import re
 
 
 class ConfigError(ValueError):
@@ -18,8 +19,13 @@ class CheckpointError(ValueError):
 def display_path(path: str | os.PathLike[str]) -> str:
     """A path (or a line holding paths) as text that any terminal or UTF-8 file accepts: bytes
     of a file name that are not UTF-8 (kept by Python as lone surrogates, which print() and
-    write_text() refuse under a strict UTF-8 locale) are shown as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    write_text() refuse under a strict UTF-8 locale) are shown as \\xNN escapes, and control
+    characters (a newline in a file name would split a one-line report) as \\n, \\x1b..."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ImageError(Exception):

@@ -24,6 +24,7 @@ from safetensors.torch import save as save_safetensors
 from gan_stylizer.checkpoints import load_generator
 from gan_stylizer.errors import CheckpointError
 from gan_stylizer.io import atomic
+from gan_stylizer.io.names import safe_component
 from gan_stylizer.models.generator import Generator
 
 MANIFEST_KEYS = ("name", "painting", "generator", "recipe", "steps", "hardware", "commit", "sha256")
@@ -117,10 +118,13 @@ def load_any(spec: str | Path) -> tuple[Generator, str]:
     path = Path(spec).expanduser()
     if path.is_file() or path.suffix or "/" in str(spec) or "\\" in str(spec):
         generator, config = load_generator(path)
-        label = config.get("name") or (config.get("style") or {}).get("name") or "stylized"
-        return generator, str(label)
+        style = config.get("style") if isinstance(config.get("style"), dict) else {}
+        label = config.get("name") or style.get("name") or "stylized"
+        # A label becomes part of output file names: whatever the checkpoint says, one safe
+        # path component (no separator, no .., no control characters).
+        return generator, safe_component(label)
     generator, manifest = load(str(spec))  # refuses an unknown name, listing the zoo
-    return generator, str(manifest["name"])
+    return generator, safe_component(manifest["name"])
 
 
 def save(generator: Generator, folder: str | Path, name: str, manifest: dict) -> tuple[Path, Path]:

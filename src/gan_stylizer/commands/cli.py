@@ -29,12 +29,12 @@ def fail_cleanly() -> Iterator[None]:
     try:
         yield
     except EXPECTED as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {display_path(str(err))}", file=sys.stderr)  # one line, whatever it names
         raise SystemExit(getattr(err, "exit_code", 2)) from None
     except OSError as err:  # a path the file system refuses (name too long, I/O error...)
         named = isinstance(err.filename, str | bytes | os.PathLike)
         where = f"{display_path(err.filename)}: " if named else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"error: {where}{display_path(str(err.strerror or err))}", file=sys.stderr)
         raise SystemExit(1) from None
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__

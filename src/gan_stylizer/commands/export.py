@@ -4,6 +4,7 @@ torch.export program, checked against PyTorch after writing.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gan_stylizer.config.validate import validate_export
 from gan_stylizer.errors import CheckpointError, ConfigError
 from gan_stylizer.inference.export import export_generator
 from gan_stylizer.inference.exported import load_exported
+from gan_stylizer.io.atomic import sweep
 from gan_stylizer.zoo import load_any
 
 
@@ -32,6 +34,8 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"output={out} exists (overwrite=true replaces it)")
     generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name
+    for line in sweep(out.parent):
+        print(line)
     print(f"export: {label} as {cfg.format} (tracing and writing take a few seconds)", flush=True)
     try:
         model_path, info_path = export_generator(generator, cfg.format, out, label, cfg.ckpt)
@@ -46,12 +50,18 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
         apply, _ = load_exported(model_path, torch.device("cpu"))
         strengths = (0.0, 0.5, 1.0) if generator.conditioned else (None,)
         with torch.no_grad():
-            diff = max(
+            diffs = [
                 (apply(content, s) - generator(content, s)).abs().max().item() for s in strengths
-            )
+            ]
+        # max() of a list that holds NaN depends on the order: any NaN makes the check NaN.
+        diff = math.nan if any(d != d for d in diffs) else max(diffs)
         print(f"check: max |export - PyTorch| = {diff:.2g} on a 101x67 image")
-        if diff > 1e-3:
-            raise CheckpointError(f"{model_path}: the export differs from PyTorch by {diff:.3g}")
+        if not diff <= 1e-3:  # NaN fails too: a NaN comparison is false
+            model_path.unlink(missing_ok=True)
+            info_path.unlink(missing_ok=True)
+            raise CheckpointError(
+                f"{cfg.ckpt}: the export differs from PyTorch by {diff:.3g}; nothing kept"
+            )
     return model_path, info_path
 
 

@@ -10,6 +10,7 @@ import sys
 from importlib import resources
 
 from gan_stylizer.config.reference import rows
+from gan_stylizer.io.names import component_problem
 
 
 def groups(names: tuple[str, ...]) -> dict[str, list[str]]:
@@ -124,14 +125,34 @@ def register(
     store.store(group="hydra/help", name=command, node=node)
 
 
+def unsafe_name(argv: list[str], name_keys: tuple[str, ...]) -> str | None:
+    """A value of name_keys (a run's name: Hydra makes a folder of it before any of our code
+    runs) that is not one safe path component, as one line."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") in name_keys:
+            why = component_problem(value.strip().strip("'\""))
+            if why:
+                return f"{key}={value!r}: becomes a folder name, and {why}"
+    return None
+
+
 def check(
-    argv: list[str], schema: type, group_names: tuple[str, ...], path_keys: tuple[str, ...]
+    argv: list[str],
+    schema: type,
+    group_names: tuple[str, ...],
+    path_keys: tuple[str, ...],
+    name_keys: tuple[str, ...] = (),
 ) -> None:
-    """An unknown key or an unquoted reserved value: one line and exit status 2. Otherwise
-    nothing: Hydra takes over (and prints the help that register() gave it for --help)."""
+    """An unknown key, an unquoted reserved value or an unsafe name: one line and exit status 2.
+    Otherwise nothing: Hydra takes over (and prints the help that register() gave it)."""
     if any(arg in ("-h", "--help") for arg in argv):
         return
-    line = problem(argv, schema, group_names) or reserved(argv, path_keys)
+    line = (
+        problem(argv, schema, group_names)
+        or reserved(argv, path_keys)
+        or unsafe_name(argv, name_keys)
+    )
     if line:
         print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2)

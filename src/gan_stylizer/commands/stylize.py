@@ -21,7 +21,7 @@ from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import StylizeConfig
 from gan_stylizer.config.validate import parse_strengths, validate_stylize
 from gan_stylizer.devices import pick_device
-from gan_stylizer.errors import ConfigError
+from gan_stylizer.errors import ConfigError, display_path
 from gan_stylizer.inference.methods import (
     OPTIMIZATION_SIZE,
     Method,
@@ -32,6 +32,8 @@ from gan_stylizer.inference.methods import (
 )
 from gan_stylizer.inference.outputs import _real_path, plan_outputs, plan_video_output
 from gan_stylizer.inference.pipeline import Tally, _run_images, _run_video
+from gan_stylizer.io.atomic import sweep
+from gan_stylizer.io.images import SAVE_SUFFIXES
 from gan_stylizer.io.inputs import collect_inputs, is_video
 
 
@@ -56,6 +58,10 @@ def run(cfg: StylizeConfig) -> int:
         pairs = [(files[0], plan_video_output(files[0], cfg.output, method.label))]
     else:
         pairs = plan_outputs(files, root, cfg.output, method.label)
+    check_output_names(pairs, cfg.output)  # before any image is stylized
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        for line in sweep(folder):
+            print(display_path(line))
     print(f"{method.label}: {method.description}")
 
     variants = _variants(method, parse_strengths(cfg.strength), cfg.grid)
@@ -67,6 +73,21 @@ def run(cfg: StylizeConfig) -> int:
     if len(pairs) * len(variants) > 1 or tally.failed or tally.skipped:
         print(f"done {tally.done}, skipped {tally.skipped}, failed {tally.failed}")
     return tally.failed
+
+
+def check_output_names(pairs: list[tuple[Path, Path]], output: str | None) -> None:
+    """Every output's format is known from its suffix (an image's or a video's), or the run
+    stops here, before it stylizes anything."""
+    for src, dst in pairs:
+        if is_video(src):
+            continue  # plan_video_output checked it
+        if dst.suffix.lower() not in SAVE_SUFFIXES:
+            what = f"suffix {dst.suffix!r}" if dst.suffix else "no suffix"
+            hint = "; a folder? end it with /" if not dst.suffix else ""
+            raise ConfigError(
+                f"output={output}: {dst.name} has {what}: an image is one of "
+                f"{', '.join(SAVE_SUFFIXES)}{hint}"
+            )
 
 
 def _run_variant(pairs, inputs: set[str], method: Method, cfg, size, tally: Tally) -> None:

@@ -1,8 +1,10 @@
 """The train command: compose and validate the config, then gan_stylizer.training.run.run()
 does the work in Hydra's run directory. `python train.py` and `gan-stylizer train` call main()."""
 
+import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -99,9 +101,32 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"checkpoint: {ckpt}")
 
 
+def check_run_folder(argv: list[str]) -> None:
+    """The folder the run will be written to can be made, or one line and exit status 1 before
+    Hydra, which would print a traceback (a read-only or missing file system): hydra.run.dir=
+    (hydra.sweep.dir= with -m) as given, or outputs/ in the working folder, Hydra's default."""
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [arg.partition("=")[2] for arg in argv if arg.startswith(f"{key}=")]
+    folder = given[-1].strip("'\"") if given else "outputs"
+    if "${" in folder:
+        return  # an interpolation: only Hydra knows where it goes
+    path = Path(folder).expanduser()
+    existing = next(p for p in [path, *path.parents] if p.exists() or p == p.parent)
+    try:  # a probe folder, made and removed at once: the only sure test of a file system
+        os.rmdir(tempfile.mkdtemp(prefix=".gan-stylizer-probe-", dir=existing))
+    except OSError as err:
+        why = err.strerror or str(err)
+        print(f"error: {key}={folder}: cannot make the run's folder in {existing} ({why})",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(1) from None
+
+
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
-    check(sys.argv[1:], TrainConfig, GROUPS, PATH_KEYS)
+    check(sys.argv[1:], TrainConfig, GROUPS, PATH_KEYS, name_keys=("name", "style.name"))
+    if not any(arg in ("-h", "--help", "--cfg", "-c") for arg in sys.argv[1:]):
+        check_run_folder(sys.argv[1:])
     _hydra_main()
 
 

@@ -4,6 +4,7 @@ before any expensive work, with one line that names the key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,15 @@ from gan_stylizer.config.schema import (
 )
 from gan_stylizer.devices import PRECISIONS
 from gan_stylizer.errors import ConfigError
+from gan_stylizer.io.names import component_problem
 from gan_stylizer.losses import ADVERSARIAL_LOSSES
 from gan_stylizer.models.generator import NORMS
 from gan_stylizer.models.vgg import LAYER_NAMES, WEIGHT_SOURCES
+
+# The longest side any size key may ask for (JPEG's and WebP's limit is 65,535 px); what is
+# made is also kept under MAX_PIXELS pixels, the limit for decoded inputs, image by image.
+MAX_SIDE = 65_500
+MAX_SCALE = 64.0
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -31,15 +38,30 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
 
 
-def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+def _positive(
+    key: str, value: float, allow_zero: bool = False, at_most: float | None = None
+) -> None:
+    """A finite number > 0 (≥ 0 with allow_zero), at most `at_most`: NaN and inf never pass."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{key}={value} must be a finite number")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{key}={value} must be {'≥' if allow_zero else '>'} 0")
+    if at_most is not None and value > at_most:
+        raise ConfigError(f"{key}={value} must be at most {at_most:g}")
+
+
+def _component(key: str, value: str) -> None:
+    problem = component_problem(str(value))
+    if problem:
+        raise ConfigError(f"{key}={value!r}: becomes a folder or file name, and {problem}")
 
 
 def validate_objective(cfg: ObjectiveConfig) -> None:
     """loss.*: the seed's objective (the optimization's, and training's perceptual part)."""
     for key in ("alpha", "beta", "tv"):
         _positive(f"loss.{key}", getattr(cfg, key), allow_zero=True)
+    for layer, weight in cfg.style_layers.items():
+        _positive(f"loss.style_layers.{layer}", weight, allow_zero=True)
     if cfg.alpha == 0 and cfg.beta == 0:
         raise ConfigError("loss.alpha and loss.beta are both 0: nothing to optimize")
     _choice("loss.vgg.weights", cfg.vgg.weights, WEIGHT_SOURCES)
@@ -61,14 +83,20 @@ def validate_loss(cfg: LossConfig) -> None:
 def validate_train(cfg: TrainConfig) -> None:
     """Fail at start-up, before any expensive work, on values that cannot work."""
     validate_loss(cfg.loss)
-    _positive("style.size", cfg.style.size)
+    _component("name", cfg.name)
+    _component("style.name", cfg.style.name)
+    _positive("style.size", cfg.style.size, at_most=MAX_SIDE)
     _choice("data.source", cfg.data.source, ("samples", "folder", "coco"))
     if cfg.data.source == "folder" and not cfg.data.root:
         raise ConfigError("data=folder needs data.root=/path/to/photos")
     d = cfg.data
-    for key in ("image_size", "batch_size", "val_count", "val_size"):
-        _positive(f"data.{key}", getattr(d, key))
-    _positive("data.num_workers", d.num_workers, allow_zero=True)
+    for key in ("image_size", "val_size"):
+        _positive(f"data.{key}", getattr(d, key), at_most=MAX_SIDE)
+    for key in ("batch_size", "val_count"):
+        _positive(f"data.{key}", getattr(d, key), at_most=10_000)
+    _positive("data.num_workers", d.num_workers, allow_zero=True, at_most=256)
+    for bound in d.resize_long_side:
+        _positive("data.resize_long_side", bound, at_most=MAX_SIDE)
     lo, hi = d.resize_long_side
     if not (d.image_size <= lo <= hi):
         raise ConfigError(
@@ -86,8 +114,10 @@ def validate_train(cfg: TrainConfig) -> None:
                 f"a conditioned generator needs 0 < loss.alpha_min < loss.alpha_max, got "
                 f"{cfg.loss.alpha_min} and {cfg.loss.alpha_max}"
             )
-    _positive("model.generator.channels", cfg.model.generator.channels)
-    _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers)
+    _positive("model.generator.channels", cfg.model.generator.channels, at_most=1024)
+    _positive("model.generator.n_residual", cfg.model.generator.n_residual, at_most=64)
+    _positive("model.discriminator.channels", cfg.model.discriminator.channels, at_most=1024)
+    _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers, at_most=8)
     n_layers = cfg.model.discriminator.n_layers
     # D's stride-2 convs (k4, p1) halve the crop; its last two convs (k4, s1, p1) take 1 px each.
     if cfg.loss.adv > 0 and d.image_size // 2**n_layers < 3:
@@ -97,6 +127,8 @@ def validate_train(cfg: TrainConfig) -> None:
             f"{3 * 2**n_layers} px (raise data.image_size or lower n_layers)"
         )
     s_lo, s_hi = cfg.model.discriminator.crop_scale
+    _positive("model.discriminator.crop_scale", s_lo)
+    _positive("model.discriminator.crop_scale", s_hi)
     if not (0 < s_lo <= s_hi):
         raise ConfigError("model.discriminator.crop_scale must be [min, max] with 0 < min ≤ max")
     t = cfg.trainer
@@ -105,6 +137,14 @@ def validate_train(cfg: TrainConfig) -> None:
         _positive(f"trainer.{key}", getattr(t, key))
     if t.keep_every is not None:
         _positive("trainer.keep_every", t.keep_every, allow_zero=True)
+    _positive("trainer.clip_grad", t.clip_grad, allow_zero=True)
+    _positive("trainer.threads", t.threads, allow_zero=True, at_most=1024)
+    for key in ("lr_g", "lr_d"):
+        _positive(f"trainer.{key}", getattr(t, key), at_most=10.0)
+    for beta in t.betas:
+        if not 0 <= beta < 1:
+            raise ConfigError(f"trainer.betas={list(t.betas)}: each in [0, 1)")
+    _positive("trainer.warmup_steps", t.warmup_steps, allow_zero=True)
     if not 0 <= t.ema_decay < 1:
         raise ConfigError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1)")
     if str(t.precision) == "16-mixed":
@@ -148,9 +188,9 @@ def validate_stylize(cfg: StylizeConfig) -> None:
     if not cfg.input:
         raise ConfigError("input= is required: a photo, a folder, a glob or a video")
     if cfg.size is not None:
-        _positive("size", cfg.size)
+        _positive("size", cfg.size, at_most=MAX_SIDE)
     if cfg.scale is not None:
-        _positive("scale", cfg.scale)
+        _positive("scale", cfg.scale, at_most=MAX_SCALE)
         if cfg.size is not None:
             raise ConfigError("size= and scale= both given: use one")
     _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
@@ -159,7 +199,7 @@ def validate_stylize(cfg: StylizeConfig) -> None:
         tile = parse_tile(cfg.tile)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    _positive("batch_size", cfg.batch_size)
+    _positive("batch_size", cfg.batch_size, at_most=1024)
     strengths = parse_strengths(cfg.strength)
     if strengths is not None and not cfg.ckpt:
         raise ConfigError("strength= needs ckpt= of a conditioned generator (model=conditioned)")
@@ -176,10 +216,13 @@ def validate_stylize(cfg: StylizeConfig) -> None:
             )
     _choice("optimizer", cfg.optimizer, ("lbfgs", "adam"))
     _choice("init", cfg.init, ("content", "noise"))
-    _positive("steps", cfg.steps)
+    _positive("steps", cfg.steps, at_most=1_000_000)
+    if cfg.lr is not None:
+        _positive("lr", cfg.lr, at_most=1e6)
+    _positive("tol", cfg.tol, allow_zero=True)
     if cfg.ckpt is None:
         validate_objective(cfg.loss)
-        _positive("style.size", cfg.style.size)
+        _positive("style.size", cfg.style.size, at_most=MAX_SIDE)
 
 
 def validate_export(cfg: ExportConfig) -> None:
@@ -245,4 +288,6 @@ def parse_tile(tile: str | int) -> str | int:
         raise ValueError(f"tile={tile!r}: use auto, off or a size in pixels") from None
     if size < MIN_TILE:
         raise ValueError(f"tile={size}: tiles must be at least {MIN_TILE} px")
+    if size > MAX_SIDE:
+        raise ValueError(f"tile={size}: tiles must be at most {MAX_SIDE} px")
     return size - size % 4

@@ -12,10 +12,9 @@ A conditioned generator's export takes a second input, `strength`: float32 [1], 
 
 from __future__ import annotations
 
-import contextlib
+import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -132,27 +131,26 @@ def export_generator(
     model = wrapper(generator.float().eval()).eval()
     # Batch 2: a batch of 1 would be frozen as a constant.
     example = (torch.rand(2, 3, 64, 96), *((torch.tensor([0.5]),) if conditioned else ()))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        with torch.no_grad():
-            if fmt == "pt2":
-                program = torch.export.export(
-                    model, example, dynamic_shapes=_dynamic_shapes(conditioned)
-                )
-                torch.export.save(program, tmp)
-            else:
-                _export_onnx(model, example, tmp, conditioned)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    # Serialized in memory, then written by the one atomic writer: a full disk or a read-only
+    # folder is an OSError naming `path` (torch's own file writer aborts the process instead).
+    with torch.no_grad():
+        if fmt == "pt2":
+            program = torch.export.export(
+                model, example, dynamic_shapes=_dynamic_shapes(conditioned)
+            )
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
+            data = buffer.getvalue()
+        else:
+            data = _export_onnx(model, example, conditioned)
+    atomic.write_bytes(path, data)
     info_path = path.with_name(path.name + ".json")
     info = json.dumps(metadata(fmt, label, generator, source), indent=2) + "\n"
     atomic.write_text(info_path, info)
     return path, info_path
 
 
-def _export_onnx(model: nn.Module, example: tuple, path: Path, conditioned: bool) -> None:
+def _export_onnx(model: nn.Module, example: tuple, conditioned: bool) -> bytes:
     import onnx  # the optional extra: pip install 'gan-stylizer[onnx]'
 
     # The exporter's graph passes log every step at INFO, which Hydra's logging would print.
@@ -179,7 +177,7 @@ def _export_onnx(model: nn.Module, example: tuple, path: Path, conditioned: bool
         if isinstance(name, str):
             dim.dim_param = name
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    return proto.SerializeToString()
 
 
 # ----------------------------------------------------------------------------------------------

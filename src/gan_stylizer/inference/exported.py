@@ -15,6 +15,7 @@ import torch
 
 from gan_stylizer.errors import CheckpointError
 from gan_stylizer.inference.export import MIN_SIZE
+from gan_stylizer.io.names import safe_component
 from gan_stylizer.models.generator import DEFAULT_STRENGTH, Generator
 
 
@@ -31,6 +32,7 @@ def load_exported(path: str | Path, device: torch.device) -> tuple[Callable, str
     if info_path.is_file():
         with contextlib.suppress(OSError, ValueError, AttributeError):
             label = str(json.loads(info_path.read_text()).get("name") or label)
+    label = safe_component(label)  # the JSON is data from outside; the label names files
     runner = _onnx_runner if path.suffix == ".onnx" else _pt2_runner
     run, conditioned = runner(path, device)
 
@@ -50,6 +52,11 @@ def load_exported(path: str | Path, device: torch.device) -> tuple[Callable, str
         return out[..., :h, :w].to("cpu", torch.float32)
 
     apply.conditioned = conditioned
+    # One small probe before any photo: a model with NaN or infinite weights is refused here,
+    # once, rather than on every image.
+    probe = apply(torch.full((1, 3, MIN_SIZE, MIN_SIZE), 0.5))
+    if not torch.isfinite(probe).all():
+        raise CheckpointError(f"{path}: its output is NaN or infinite (broken weights)")
     return apply, label
 
 

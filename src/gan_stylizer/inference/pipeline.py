@@ -19,7 +19,14 @@ from gan_stylizer.errors import ImageError, display_path, reason
 from gan_stylizer.inference.methods import Method, _recolor
 from gan_stylizer.inference.onepass import AUTO_TILE_PIXELS
 from gan_stylizer.inference.video import VideoError, stylize_video
-from gan_stylizer.io.images import pil_to_tensor, read_rgb, resize_pil, save_image, tensor_to_pil
+from gan_stylizer.io.images import (
+    check_output_size,
+    pil_to_tensor,
+    read_rgb,
+    resize_pil,
+    save_image,
+    tensor_to_pil,
+)
 
 
 @dataclass
@@ -134,7 +141,9 @@ def _run_images(
 
 
 def _read(src: Path, size: int | None, scale: float | None):
-    return resize_pil(read_rgb(src), size, scale)
+    picture = read_rgb(src)
+    check_output_size(src, *picture.size, size, scale)
+    return resize_pil(picture, size, scale)
 
 
 def _prefetch(pool, todo, size, scale, ahead: int) -> Iterator[tuple[Path, Path, Future]]:

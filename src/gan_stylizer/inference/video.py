@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gan_stylizer.errors import ImageError, reason
-from gan_stylizer.io.images import pil_to_tensor, resize_pil, tensor_to_pil
+from gan_stylizer.io.images import check_output_size, pil_to_tensor, resize_pil, tensor_to_pil
 from gan_stylizer.io.inputs import VIDEO_EXTENSIONS
 
 # suffix -> (container format, video codec, codec options)
@@ -111,9 +111,20 @@ def stylize_video(
             if writer.count == 0:
                 raise VideoError(src, "holds no frames")
             writer.close()
+            promised = stream.frames or 0  # the container's count; 0 where it has none
+            if writer.count < promised:
+                # A cut or damaged file: what was decoded is kept, named so nobody takes it
+                # for the whole video, and the run ends with status 1.
+                partial = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
+                os.replace(tmp, partial)
+                raise VideoError(
+                    src,
+                    f"its container promises {promised} frames but only {writer.count} could "
+                    f"be decoded (a cut or damaged file?); those are kept as {partial}",
+                )
             os.replace(tmp, dst)
-        except (av.error.FFmpegError, OSError, ValueError) as err:
-            raise VideoError(src, f"could not convert: {reason(err)}") from None
+        except (av.error.FFmpegError, OSError, ValueError) as err:  # a full disk included
+            raise VideoError(src, f"could not convert into {dst}: {reason(err)}") from None
         finally:
             if writer is not None:
                 writer.abort()
@@ -129,6 +140,11 @@ def _frames(av, source, stream, src, size, scale) -> Iterator[torch.Tensor]:
     index = 0
     try:
         for frame in source.decode(stream):
+            if index == 0:
+                try:
+                    check_output_size(src, frame.width, frame.height, size, scale)
+                except ImageError as err:
+                    raise VideoError(src, err.problem) from None
             image = resize_pil(frame.to_image(), size, scale)
             width, height = image.size
             if width < 2 or height < 2:

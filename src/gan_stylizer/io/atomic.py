@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -13,14 +14,15 @@ from typing import BinaryIO
 
 
 def create_temp(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """A new hidden file `.<name>.<random>.tmp` beside target: (fd, path).
+    """A new hidden file `.<name>.<pid>-<random>.tmp` beside target: (fd, path). The pid lets
+    a later run tell a killed writer's leftover from a live one's file (sweep).
 
     os.open with mode 0o666 lets the umask set the permissions, as a plain open() would;
     tempfile's 0o600 would make every output private to its owner after the rename.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        name = target.parent / f".{target.name[:100]}.{secrets.token_hex(4)}{suffix}"
+        name = target.parent / f".{target.name[:100]}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
         try:
             return os.open(name, flags, 0o666), str(name)
         except FileExistsError:
@@ -70,3 +72,43 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def write_text(path: str | os.PathLike[str], text: str, errors: str = "strict") -> Path:
     """`text` as UTF-8 to `path`, atomically (write_with)."""
     return write_bytes(path, text.encode("utf-8", errors))
+
+
+# The temporary names our writers use: this module's (.<name>.<pid>-<hex>.tmp), a video's
+# (.<name>.<pid>.tmp.<suffix>), a checkpoint's (.last.ckpt.tmp<pid>, .step.tmp<pid>).
+_TEMP_NAMES = (
+    re.compile(r"^\..+\.(?P<pid>\d+)(?:-[0-9a-f]+)?\.tmp(?:\.\w+)?$"),
+    re.compile(r"^\.(?:last\.ckpt|step)\.tmp(?P<pid>\d+)$"),
+)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a pid: leave it
+    return True
+
+
+def sweep(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files that a killed writer left in `folder` (its process is gone);
+    one line per file removed, and per leftover that could not be."""
+    lines = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return lines
+    for entry in entries:
+        match = next((m for p in _TEMP_NAMES if (m := p.match(entry.name))), None)
+        if match is None or not entry.is_file() or _running(int(match["pid"])):
+            continue
+        try:
+            entry.unlink()
+            lines.append(f"removed {entry}: a temporary file left by an interrupted run")
+        except OSError as err:
+            lines.append(f"warning: {entry}: left by an interrupted run ({err.strerror})")
+    return lines

@@ -12,6 +12,7 @@ Embedded ICC colour profiles are not applied: pixel values are taken to be sRGB.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import struct
 import warnings
@@ -40,9 +41,21 @@ __all__ = [
     "tensor_to_pil",
 ]
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-)
+# Pillow's formats that decode here without an outside program or handler. EPS runs
+# Ghostscript (a hostile file would reach it); WMF, BUFR, GRIB and HDF5 are stubs that need a
+# handler; MPEG is only identified, not decoded.
+_NOT_READ = frozenset({"EPS", "WMF", "BUFR", "GRIB", "HDF5", "MPEG"})
+
+
+def _read_formats() -> tuple[list[str], frozenset[str]]:
+    Image.init()
+    formats = sorted(f for f in Image.OPEN if f not in _NOT_READ)
+    suffixes = {e for e, f in Image.registered_extensions().items() if f in formats}
+    return formats, frozenset(suffixes | {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif"})
+
+
+# What read_rgb opens, and the suffixes a folder scan takes as images (.avif and .ico too).
+READ_FORMATS, IMAGE_EXTENSIONS = _read_formats()
 
 # Images with more pixels are refused before decoding (decompression bombs). This is Pillow's
 # own hard limit, 2 x Image.MAX_IMAGE_PIXELS (~179 MP): above a 16K frame (16384 x 9216 =
@@ -58,6 +71,7 @@ _SAVE_FORMATS = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+SAVE_SUFFIXES = tuple(_SAVE_FORMATS)  # what an output's suffix may be
 # Modes that Pillow decodes 16-bit greyscale into. "I" is 32-bit signed, but the files that
 # produce it (16-bit PNG/PGM/TIFF in some Pillow versions) hold 0-65535.
 _WIDE_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
@@ -95,7 +109,7 @@ def read_rgb(path: str | os.PathLike[str], max_pixels: int | None = None) -> Ima
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             # Broken EXIF is tolerated on purpose (see _exif_transpose): no warning per photo.
             warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
-            with Image.open(file) as img:
+            with Image.open(file, formats=READ_FORMATS) as img:
                 _check_pixel_count(path, img.size, limit)
                 img.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame
                 img.load()  # decode everything now, so a truncated file fails here
@@ -253,6 +267,34 @@ def load_image(
     return pil_to_tensor(resize_pil(read_rgb(path, max_pixels=max_pixels), size, scale))
 
 
+def resized_size(
+    width: int, height: int, size: int | None = None, scale: float | None = None
+) -> tuple[int, int]:
+    """(width, height) after resize_pil(size=, scale=)."""
+    if size is not None:
+        new_height, new_width = long_side_size(height, width, size)
+        return new_width, new_height
+    if scale is not None:
+        return max(1, round(width * scale)), max(1, round(height * scale))
+    return width, height
+
+
+def check_output_size(
+    shown: str | os.PathLike[str], width: int, height: int, size=None, scale=None
+) -> None:
+    """ImageError before anything is allocated when the output of an image of width x height,
+    resized by size= or scale=, would hold more than MAX_PIXELS pixels (the decoded inputs'
+    limit applies to what the program makes, too)."""
+    new_width, new_height = resized_size(width, height, size, scale)
+    if new_width * new_height > MAX_PIXELS:
+        asked = f"size={size}" if size is not None else f"scale={scale}"
+        raise ImageError(
+            shown,
+            f"{asked} would make {new_width}x{new_height} = {new_width * new_height:,} pixels, "
+            f"more than the limit of {MAX_PIXELS:,}; choose a smaller {asked.split('=')[0]}=",
+        )
+
+
 def resize_pil(
     img: Image.Image, size: int | None = None, scale: float | None = None
 ) -> Image.Image:
@@ -261,14 +303,9 @@ def resize_pil(
     if size is not None and scale is not None:
         raise ValueError("give size or scale, not both")
     width, height = img.size
-    if size is not None:
-        new_height, new_width = long_side_size(height, width, size)
-    elif scale is not None:
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale}")
-        new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
-    else:
-        return img
+    if scale is not None and not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be a positive finite number, got {scale}")
+    new_width, new_height = resized_size(width, height, size, scale)
     if (new_height, new_width) == (height, width):
         return img
     return img.resize((new_width, new_height), Image.Resampling.LANCZOS)

@@ -16,6 +16,7 @@ from gan_stylizer.config.validate import (
     validate_train,
 )
 from gan_stylizer.devices import resolve_train_precision
+from gan_stylizer.io.atomic import sweep
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import data_dir_of, load_style_image
 from gan_stylizer.system import StylizerSystem
@@ -140,6 +141,8 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:
+        for line in sweep(ckpt_dir):  # a checkpoint write cut short by a kill
+            log.info(line)
         write_run_info(out_dir, cfg, resume, start_step)
     if resume is not None:
         log.info("resuming from %s at generator step %d", resume, start_step)
