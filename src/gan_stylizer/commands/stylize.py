@@ -29,6 +29,7 @@ from gan_stylizer.inference.methods import (
     _optimization,
     _recolor,
     _variants,
+    optimization_label,
 )
 from gan_stylizer.inference.outputs import _real_path, plan_outputs, plan_video_output
 from gan_stylizer.inference.pipeline import Tally, _run_images, _run_video
@@ -50,15 +51,20 @@ def run(cfg: StylizeConfig) -> int:
         raise ConfigError(f"input={cfg.input}: no such video file")
     files, root = ([Path(cfg.input)], None) if single_video else collect_inputs(cfg.input, True)
     device = pick_device(cfg.device)
-    method = _one_pass(cfg, device) if cfg.ckpt else _optimization(cfg, device)
+    # The model first (its name labels the outputs); the optimization's painting and VGG only
+    # once the outputs are known to be writable names.
+    method = _one_pass(cfg, device) if cfg.ckpt else None
+    label = method.label if method is not None else optimization_label(cfg)
     size = cfg.size
     if cfg.size is None and cfg.scale is None and not cfg.ckpt:
         size = OPTIMIZATION_SIZE
     if single_video:
-        pairs = [(files[0], plan_video_output(files[0], cfg.output, method.label))]
+        pairs = [(files[0], plan_video_output(files[0], cfg.output, label))]
     else:
-        pairs = plan_outputs(files, root, cfg.output, method.label)
+        pairs = plan_outputs(files, root, cfg.output, label)
     check_output_names(pairs, cfg.output)  # before any image is stylized
+    if method is None:
+        method = _optimization(cfg, device)
     for folder in sorted({dst.parent for _, dst in pairs}):
         for line in sweep(folder):
             print(display_path(line))

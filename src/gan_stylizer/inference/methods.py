@@ -19,6 +19,7 @@ from gan_stylizer.devices import resolve_dtype
 from gan_stylizer.errors import ConfigError
 from gan_stylizer.inference.exported import load_exported
 from gan_stylizer.inference.onepass import OnePass
+from gan_stylizer.io.names import safe_component
 from gan_stylizer.optimize import stylize_by_optimization
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.progress import progress_line
@@ -129,7 +130,12 @@ def _optimization(cfg: StylizeConfig, device: torch.device) -> Method:
         )
         return result.image.float().cpu()
 
-    return Method(apply, f"{cfg.style.name}-optim", False, False, f"optimization on {device}")
+    return Method(apply, optimization_label(cfg), False, False, f"optimization on {device}")
+
+
+def optimization_label(cfg: StylizeConfig) -> str:
+    """<photo>_<painting>-optim.png: the optimization's outputs name the painting."""
+    return f"{safe_component(cfg.style.name)}-optim"
 
 
 def _progress_lines(steps: int) -> Callable[[int, dict[str, float]], None]:
