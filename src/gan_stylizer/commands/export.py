@@ -30,7 +30,7 @@ def run(cfg) -> tuple[Path, Path]:  # cfg: gan_stylizer.config.ExportConfig
     validate_export(cfg)
     out = Path(cfg.output or Path(cfg.ckpt).with_suffix(f".{cfg.format}")).expanduser()
     if out.suffix != f".{cfg.format}":
-        raise ConfigError(f"output={out}: a {cfg.format} export is a .{cfg.format} file")
+        raise ConfigError(f"output={out}: format={cfg.format} writes a .{cfg.format} file")
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"output={out} exists (overwrite=true replaces it)")
     generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name

@@ -125,6 +125,39 @@ def register(
     store.store(group="hydra/help", name=command, node=node)
 
 
+def mistyped(argv: list[str], schema: type, group_names: tuple[str, ...]) -> str | None:
+    """A value the schema's type refuses (size=abc, overwrite=0.5, style.size=1e309), as one
+    line: each override merged alone into the schema by OmegaConf, as Hydra would merge it,
+    but without Hydra's several lines and exit status 1."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    parser = OverridesParser.create()
+    base = OmegaConf.structured(schema)
+    for arg in argv:
+        key, sep, _ = arg.partition("=")
+        if not sep or arg.startswith(("-", "+", "~")) or key.startswith("hydra"):
+            continue
+        if key in group_names:
+            continue
+        try:
+            (override,) = parser.parse_overrides([arg])
+            if override.is_sweep_override():
+                continue  # -m a,b: each value is merged by Hydra in its own job
+            value = override.value()
+            if isinstance(value, str) and "${" in value:
+                continue  # an interpolation: resolved (and checked) later
+            OmegaConf.update(OmegaConf.create(base), key, value, merge=True)
+        except HydraException:
+            continue  # reserved() explains what the grammar cannot read
+        except OmegaConfBaseException as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            return f"{arg}: {lines[0] if lines else type(err).__name__}"
+    return None
+
+
 def unsafe_name(argv: list[str], name_keys: tuple[str, ...]) -> str | None:
     """A value of name_keys (a run's name: Hydra makes a folder of it before any of our code
     runs) that is not one safe path component, as one line."""
@@ -151,6 +184,7 @@ def check(
     line = (
         problem(argv, schema, group_names)
         or reserved(argv, path_keys)
+        or mistyped(argv, schema, group_names)
         or unsafe_name(argv, name_keys)
     )
     if line:
