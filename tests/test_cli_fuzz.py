@@ -48,6 +48,18 @@ CHECKPOINTS = [
     "name ../../escaped", "name /tmp/abs", "name a\nb",
 ]  # fmt: skip
 
+try:
+    import onnxruntime  # noqa: F401
+
+    EXPORTS = [
+        '{"name": "../../escaped", "strength": "yes"}',
+        '{"name": ["a", {"b": 1}]}',
+        "[1, 2, 3]",
+        "not json at all",
+    ]
+except ImportError:  # the onnx extra is not installed
+    EXPORTS = []
+
 SETTINGS = settings(
     max_examples=12,
     deadline=None,
@@ -115,7 +127,7 @@ def scratch_folder(tmp_path: Path) -> Path:
 @pytest.mark.slow
 @SETTINGS
 @given(
-    ckpt=st.sampled_from([None, *CHECKPOINTS]),
+    ckpt=st.sampled_from([None, *CHECKPOINTS, *(f"export {i}" for i in range(len(EXPORTS)))]),
     output=st.sampled_from(OUTPUTS),
     keys=st.lists(st.tuples(st.sampled_from(STYLIZE_KEYS), st.sampled_from(HOSTILE)), max_size=3),
 )

@@ -206,7 +206,9 @@ def test_the_export_check_fails_on_nan_and_keeps_nothing(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
-def test_a_full_disk_during_export_is_one_line_that_names_the_target(tmp_path, monkeypatch, fmt):
+def test_a_full_disk_during_export_is_one_line_that_names_the_target(
+    tmp_path, monkeypatch, capsys, fmt
+):
     if fmt == "onnx":
         pytest.importorskip("onnxscript")
     from gan_stylizer.commands.cli import fail_cleanly
@@ -222,6 +224,7 @@ def test_a_full_disk_during_export_is_one_line_that_names_the_target(tmp_path, m
     with pytest.raises(SystemExit) as exit_info, fail_cleanly():
         export(ExportConfig(ckpt=str(ckpt), output=str(target), format=fmt))
     assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: {target}: No space left on device"
     assert not target.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -58,6 +58,24 @@ def test_stylize_files_names_each_output_by_model_and_strength(tmp_path, models)
     assert safe_stem("../../etc/pass wd.png") == "pass_wd" and safe_stem("...png") == "photo"
 
 
+def test_the_menu_lists_checkpoints_and_exports_below_models_and_skips_broken_files(tmp_path):
+    from conftest import write_checkpoint
+
+    run = tmp_path / "outputs" / "the_scream" / "2026-12-02"
+    write_checkpoint(run / "checkpoints" / "last.ckpt", channels=4, name="the_scream")
+    (run / "checkpoints" / "broken.ckpt").write_text("not a checkpoint")
+    onnx = tmp_path / "outputs" / "m.onnx"
+    onnx.write_bytes(b"whatever")
+    onnx.with_name("m.onnx.json").write_text('{"name": "great_wave", "strength": {}}')
+    entries, skipped = find_models(tmp_path / "outputs")
+    by_key = {m.key: m for m in entries}
+    ckpt = by_key["the_scream/2026-12-02/checkpoints/last.ckpt"]
+    assert ckpt.painting.startswith("Edvard Munch") and ckpt.style == "the_scream"
+    assert by_key["m.onnx"].conditioned and by_key["m.onnx"].painting.startswith("Katsushika")
+    assert len(skipped) == 1 and "broken.ckpt" in skipped[0]
+    assert list(by_key)[:5] == sorted(list(by_key)[:5])  # the zoo first
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

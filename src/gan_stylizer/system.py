@@ -76,12 +76,15 @@ class StylizerSystem(L.LightningModule):
         criterion: PerceptualCriterion,
         style_image: torch.Tensor,
         val_images: list[torch.Tensor] | None = None,
+        style_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
+        # The factor on the style term (training.calibration: the painting's pull): α·scale.
+        self.style_scale = float(style_scale)
         # A plain dict: checkpoints must load with torch.load(weights_only=True).
-        self.save_hyperparameters({"config": to_plain(cfg)})
+        self.save_hyperparameters({"config": to_plain(cfg), "style_scale": self.style_scale})
         plain_model = to_plain(cfg.model)
         self.generator = build_generator(plain_model)
         self.g_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
@@ -199,7 +202,7 @@ class StylizerSystem(L.LightningModule):
         if strength is None:
             l_tv = tv_loss(pixels) if loss_cfg.tv > 0 else pixels.new_zeros((), dtype=torch.float32)
             l_style, l_content = self.criterion(pixels, target)
-            alpha = 0.0 if warming_up else loss_cfg.alpha
+            alpha = 0.0 if warming_up else self.style_scale * loss_cfg.alpha
             l_perceptual = alpha * l_style + loss_cfg.beta * l_content + loss_cfg.tv * l_tv
         else:
             per_style, per_content = self.criterion(pixels, target, reduce=False)
@@ -207,10 +210,11 @@ class StylizerSystem(L.LightningModule):
                 tv_loss(pixels, reduce=False) if loss_cfg.tv > 0 else torch.zeros_like(per_style)
             )
             l_style, l_content, l_tv = per_style.mean(), per_content.mean(), per_tv.mean()
-            alphas = strength_to_alpha(strength.float(), loss_cfg.alpha_min, loss_cfg.alpha_max)
+            a_min, a_max = (self.style_scale * a for a in (loss_cfg.alpha_min, loss_cfg.alpha_max))
+            alphas = strength_to_alpha(strength.float(), a_min, a_max)
             styled = 0.0 * per_style if warming_up else alphas * per_style
             per_image = styled + loss_cfg.beta * per_content + loss_cfg.tv * per_tv
-            l_perceptual = balance_pull(per_image, alphas, loss_cfg.alpha_min, loss_cfg.alpha_max)
+            l_perceptual = balance_pull(per_image, alphas, a_min, a_max)
             l_perceptual = l_perceptual.mean()
         logs = {
             "train/g_style": l_style.detach(),

@@ -115,7 +115,9 @@ def validate_train(cfg: TrainConfig) -> None:
                 f"{cfg.loss.alpha_min} and {cfg.loss.alpha_max}"
             )
     _positive("model.generator.channels", cfg.model.generator.channels, at_most=1024)
-    _positive("model.generator.n_residual", cfg.model.generator.n_residual, at_most=64)
+    _positive(
+        "model.generator.n_residual", cfg.model.generator.n_residual, allow_zero=True, at_most=64
+    )
     _positive("model.discriminator.channels", cfg.model.discriminator.channels, at_most=1024)
     _positive("model.discriminator.n_layers", cfg.model.discriminator.n_layers, at_most=8)
     n_layers = cfg.model.discriminator.n_layers

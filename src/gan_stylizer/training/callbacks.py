@@ -211,7 +211,8 @@ METRICS_ABOUT = {
     "seconds_per_step": "wall time per generator step in this session (one session of a run)",
     "nonfinite_skipped": "optimizer steps skipped for a NaN or infinite loss or gradient",
     "alpha, beta": "the style and content weights this generator was trained for (a strength "
-    "dial: the alpha of its default strength)",
+    "dial: the alpha of its default strength), the calibration's factor included",
+    "style_scale": "the factor on the style term from the painting's pull (loss.calibrate)",
     "val": "G_ema on the run's fixed validation photos under the run's own loss (its VGG, its "
     "layers, its painting size, alpha and beta): how far training got on its own objective",
     "reference_eval": "the same photos under the fixed ruler of scripts/evaluate.py (caffe "
@@ -240,7 +241,7 @@ class RunSummary(Callback):
         seconds = time.perf_counter() - self._start[0]
         steps = pl_module.g_step - self._start[1]
         loss = pl_module.cfg.loss
-        alpha = trained_alpha(pl_module.cfg)
+        alpha = trained_alpha(pl_module.cfg) * pl_module.style_scale
         per_image = []
         for image in pl_module.val_images:
             image = image.to(pl_module.device)
@@ -267,6 +268,7 @@ class RunSummary(Callback):
             "seconds_per_step": round(seconds / steps, 4) if steps else None,
             "nonfinite_skipped": pl_module.nonfinite_total,
             "alpha": alpha,
+            "style_scale": pl_module.style_scale,
             "beta": loss.beta,
             "val": {"mean": mean, "per_image": per_image},
         }

@@ -84,6 +84,11 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
             else f"- **Loss**: strength s in [0, 1] -> alpha={loss.alpha_min:g}·"
             f"({loss.alpha_max:g}/{loss.alpha_min:g})^s (style; default s={DEFAULT_STRENGTH}), "
         )
+        + (
+            f"the style term × {metrics['style_scale']:.3g} (calibrated from the painting's pull), "
+            if metrics.get("style_scale", 1.0) != 1.0
+            else ""
+        )
         + f"beta={loss.beta:g} (content), tv={loss.tv:g}, "
         f"adv={loss.adv:g} ({loss.adv_type}, relative), r1={loss.r1:g}; VGG19 {loss.vgg.weights}, "
         f"style layers {', '.join(loss.style_layers)}, content {loss.content_layer}",

@@ -20,6 +20,7 @@ from gan_stylizer.io.atomic import sweep
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import data_dir_of, load_style_image
 from gan_stylizer.system import StylizerSystem
+from gan_stylizer.training.calibration import style_scale
 from gan_stylizer.training.callbacks import (
     GracefulInterrupt,
     LossLog,
@@ -123,6 +124,10 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
             cfg.trainer.steps,
         )
         return resume
+    # A resumed run keeps the style factor it started with (1 for a checkpoint from before the
+    # calibration): its objective must not change between sessions.
+    hyper = (saved.get("hyper_parameters") or {}) if saved else {}
+    resumed_scale = float(hyper.get("style_scale", 1.0)) if saved else None
     del saved  # the weights are loaded again by Lightning, on the right device
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
@@ -137,7 +142,13 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     style_image = load_style_image(cfg.style, data_dir, local_rank=trainer.local_rank)
     criterion = build_criterion(cfg.loss)
-    system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images())
+    if resumed_scale is None:
+        scale, scale_line = style_scale(cfg, criterion, style_image)
+    else:
+        scale, scale_line = resumed_scale, f"style term scaled by {resumed_scale:.3g}, as it began"
+    if trainer.is_global_zero:
+        log.info(scale_line)
+    system = StylizerSystem(cfg, criterion, style_image, datamodule.val_images(), scale)
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:

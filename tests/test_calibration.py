@@ -1,0 +1,67 @@
+"""The style weight calibrated from the painting (training/calibration.py): a painting that
+pulls less than Starry Night gets a larger factor on its style term, bounded; it applies only
+under the reference's network and layers; the system multiplies the style term by it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import write_painting
+
+from gan_stylizer.config.schema import TrainConfig, VGGConfig
+from gan_stylizer.io.images import load_image
+from gan_stylizer.perceptual import build_criterion
+from gan_stylizer.training import calibration
+from gan_stylizer.training.calibration import LIMITS, not_applicable, pull, style_scale
+
+
+def test_it_applies_only_under_the_reference_criterion():
+    cfg = TrainConfig()
+    assert not_applicable(cfg) is None
+    cfg.loss.calibrate = False
+    assert not_applicable(cfg) == "loss.calibrate=false"
+    cfg = TrainConfig()
+    cfg.loss.vgg = VGGConfig(weights="none")
+    assert "network" in not_applicable(cfg)
+    cfg = TrainConfig()
+    cfg.loss.style_layers = {"relu1_1": 1.0}
+    assert "layers" in not_applicable(cfg)
+    scale, line = style_scale(cfg, None, torch.zeros(1, 3, 8, 8))
+    assert scale == 1.0 and "as given" in line
+
+
+@pytest.mark.slow
+def test_a_painting_that_pulls_less_gets_more_style_within_bounds(tmp_path, monkeypatch):
+    cfg = TrainConfig()
+    criterion = build_criterion(cfg.loss)  # the real caffe VGG19
+    smooth = load_image(write_painting(tmp_path / "smooth.png", (192, 128)), size=256)
+    noise = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(0))
+    pulls = {"smooth": pull(criterion, smooth), "noise": pull(criterion, noise)}
+    assert 0 < pulls["smooth"] and 0 < pulls["noise"]
+    monkeypatch.setattr(calibration, "REFERENCE_PULL", pulls["noise"])
+    assert style_scale(cfg, criterion, noise)[0] == pytest.approx(1.0)
+    scale, line = style_scale(cfg, criterion, smooth)
+    expected = min(max(pulls["noise"] / pulls["smooth"], LIMITS[0]), LIMITS[1])
+    assert scale == pytest.approx(expected) and "calibrated" in line
+    monkeypatch.setattr(calibration, "REFERENCE_PULL", pulls["smooth"] * 1e6)
+    assert style_scale(cfg, criterion, smooth)[0] == LIMITS[1]  # bounded
+
+
+def test_the_system_scales_the_style_term(tmp_path):
+    from test_training import tiny_config
+
+    from gan_stylizer.perceptual import build_criterion as build
+    from gan_stylizer.system import StylizerSystem
+
+    painting = load_image(write_painting(tmp_path / "p.png"), size=64)
+    photo_dir = tmp_path / "photos"
+    cfg = tiny_config(photo_dir, tmp_path / "p.png")
+    content = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    losses = []
+    for scale in (1.0, 3.0):
+        system = StylizerSystem(cfg, build(cfg.loss), painting, None, scale)
+        total, logs = system._perceptual_loss(content, content, False, None)
+        losses.append((total.item(), logs["train/g_style"].item(), logs["train/g_content"].item()))
+    (t1, s1, c1), (t3, s3, c3) = losses
+    assert s1 == pytest.approx(s3) and c1 == pytest.approx(c3)
+    assert t3 - t1 == pytest.approx(2 * cfg.loss.alpha * s1, rel=1e-4)
