@@ -129,6 +129,8 @@ def build(argv: list[str]) -> None:
         "generator": dict(generator.config),
         "default_strength": 0.5,
         "recipe": recipe(config),
+        # loss.calibrate's factor on the style term, from the painting's pull (1: none)
+        "style_scale": float(ckpt["hyper_parameters"].get("style_scale", 1.0)),
         "steps": int(ckpt["gan_stylizer"]["g_step"]),
         "hardware": args["hardware"],
         "commit": run_commit(args["ckpt"]),

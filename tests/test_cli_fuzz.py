@@ -111,6 +111,15 @@ def material(tmp_path_factory):
     ckpts = {
         kind: hostile_checkpoint(root / f"{i}.ckpt", kind) for i, kind in enumerate(CHECKPOINTS)
     }
+    if EXPORTS:  # exported models whose JSON is crafted: a climbing name, wrong types
+        from gan_stylizer.checkpoints import load_generator
+        from gan_stylizer.inference.export import export_generator
+
+        generator, _ = load_generator(ckpts["good"])
+        for i, crafted in enumerate(EXPORTS):
+            model, info = export_generator(generator, "onnx", root / f"e{i}.onnx", "tiny")
+            info.write_text(crafted)
+            ckpts[f"export {i}"] = model
     photos = root / "photos"
     for i in range(3):
         write_photo(photos / f"p{i}.png", (64, 48), seed=10 + i)
