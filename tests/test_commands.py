@@ -242,3 +242,14 @@ def test_outputs_say_what_made_them_and_a_skip_names_it(tmp_path):
     assert (
         "photo_tiny-gan.png exists (made by tiny-gan; overwrite=true replaces it)" in again.stdout
     )
+
+
+def test_help_into_a_pipe_closed_early_is_no_error():
+    done = subprocess.run(
+        f"'{sys.executable}' '{ENTRY['stylize']}' --help | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.startswith("usage: ") and "Traceback" not in done.stderr, done.stderr

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check, register
+from gan_stylizer.commands.overrides import check, register, run_hydra
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import ExportConfig
 from gan_stylizer.config.validate import validate_export
@@ -92,7 +92,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
     check(sys.argv[1:], ExportConfig, GROUPS, PATH_KEYS)
-    _hydra_main()
+    run_hydra(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ closest ones, and exit status 2, before any work. Values Hydra's grammar cannot 
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from importlib import resources
 
@@ -190,3 +191,13 @@ def check(
     if line:
         print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def run_hydra(hydra_main) -> None:
+    """Hydra's main; `--help | head` closes the pipe early, which is no error: the reader has
+    what it wanted."""
+    try:
+        hydra_main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None

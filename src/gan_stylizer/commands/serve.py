@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check, register
+from gan_stylizer.commands.overrides import check, register, run_hydra
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import ServeConfig
 from gan_stylizer.config.validate import validate_serve
@@ -124,7 +124,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """The command line: checked against the schema, then Hydra."""
     check(sys.argv[1:], ServeConfig, GROUPS, PATH_KEYS)
-    _hydra_main()
+    run_hydra(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check, register
+from gan_stylizer.commands.overrides import check, register, run_hydra
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import StylizeConfig
 from gan_stylizer.config.validate import parse_strengths, validate_stylize
@@ -162,7 +162,7 @@ def main() -> None:
     """The command line: checked against the schema, then Hydra."""
     sys.argv[1:] = _strength_list_as_hydra_list(sys.argv[1:])
     check(sys.argv[1:], StylizeConfig, GROUPS, PATH_KEYS)
-    _hydra_main()
+    run_hydra(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gan_stylizer.commands.cli import fail_cleanly
-from gan_stylizer.commands.overrides import check, register
+from gan_stylizer.commands.overrides import check, register, run_hydra
 from gan_stylizer.config.compose import to_dataclass
 from gan_stylizer.config.schema import TrainConfig
 from gan_stylizer.errors import ConfigError
@@ -127,7 +127,7 @@ def main() -> None:
     check(sys.argv[1:], TrainConfig, GROUPS, PATH_KEYS, name_keys=("name", "style.name"))
     if not any(arg in ("-h", "--help", "--cfg", "-c") for arg in sys.argv[1:]):
         check_run_folder(sys.argv[1:])
-    _hydra_main()
+    run_hydra(_hydra_main)
 
 
 if __name__ == "__main__":
