@@ -76,8 +76,11 @@ def write_text(path: str | os.PathLike[str], text: str, errors: str = "strict") 
 
 # The temporary names our writers use: this module's (.<name>.<pid>-<hex>.tmp), a video's
 # (.<name>.<pid>.tmp.<suffix>), a checkpoint's (.last.ckpt.tmp<pid>, .step.tmp<pid>).
+# The patterns are exact (8 hex digits, a video suffix): a user's own hidden file is never taken
+# for one.
 _TEMP_NAMES = (
-    re.compile(r"^\..+\.(?P<pid>\d+)(?:-[0-9a-f]+)?\.tmp(?:\.\w+)?$"),
+    re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$"),
+    re.compile(r"^\..+\.(?P<pid>\d+)\.tmp\.(?:mp4|mov|mkv|webm)$"),
     re.compile(r"^\.(?:last\.ckpt|step)\.tmp(?P<pid>\d+)$"),
 )
 
