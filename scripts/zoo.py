@@ -224,15 +224,19 @@ def report(argv: list[str]) -> None:
         "per-image optimization needs to reach the same total loss, over the photos where it "
         "did within the budget.",
         "",
-        "| model | painting | steps | L_style | L_content | SWD | SSIM | edges | s/image | "
-        "eq. L-BFGS steps (reached / photos, budget) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "*Style ×*: the factor `loss.calibrate` put on the style term, from the painting's pull "
+        "(docs/training.md).",
+        "",
+        "| model | painting | steps | style × | L_style | L_content | SWD | SSIM | edges | "
+        "s/image | eq. L-BFGS steps (reached / photos, budget) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for model in models:
         s = model.manifest.get("scores", {})
         eq = s.get("eq_steps")
         lines.append(
-            f"| {model.name} | {model.title} | {model.steps} | {s.get('style', 0):.3g} | "
+            f"| {model.name} | {model.title} | {model.steps} | "
+            f"{model.manifest.get('style_scale', 1.0):.3g} | {s.get('style', 0):.3g} | "
             f"{s.get('content', 0):.3g} | {s.get('swd', 0):.1f} | {s.get('ssim', 0):.3f} | "
             f"{s.get('edges', 0):.3f} | {s.get('seconds', 0):.2f} | "
             f"{'–' if eq is None else f'{eq:.1f}'} ({s.get('eq_reached')}/{s.get('eq_photos')}, "
