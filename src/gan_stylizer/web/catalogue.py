@@ -70,15 +70,7 @@ def _checkpoint_model(path: Path, key: str) -> Model:
     state = ckpt.get("gan_stylizer") or {}
     steps = state.get("g_step") if isinstance(state, dict) else None
     name = str(style.get("name") or config.get("name") or path.stem)
-    spec = REGISTRY.get(name)
-    return Model(
-        key=key,
-        spec=str(path),
-        painting=spec.title if spec else name,
-        style=name if spec else None,
-        steps=int(steps) if isinstance(steps, int) else None,
-        conditioned=conditioned,
-    )
+    return _file_model(path, key, name, steps if isinstance(steps, int) else None, conditioned)
 
 
 def _exported_model(path: Path, key: str) -> Model:
@@ -89,15 +81,19 @@ def _exported_model(path: Path, key: str) -> Model:
         raise CheckpointError(f"{info_path}: missing or unreadable (export it again)") from None
     if not isinstance(info, dict):
         raise CheckpointError(f"{info_path}: not an export's description")
-    name = str(info.get("name") or path.stem)
+    return _file_model(path, key, str(info.get("name") or path.stem), None, "strength" in info)
+
+
+def _file_model(path: Path, key: str, name: str, steps: int | None, conditioned: bool) -> Model:
+    """A model file's entry; its painting is the registry's when `name` is one of them."""
     spec = REGISTRY.get(name)
     return Model(
         key=key,
         spec=str(path),
         painting=spec.title if spec else name,
         style=name if spec else None,
-        steps=None,
-        conditioned="strength" in info,
+        steps=steps,
+        conditioned=conditioned,
     )
 
 
