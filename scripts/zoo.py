@@ -3,15 +3,17 @@
     python scripts/zoo.py build ckpt=outputs/<run>/checkpoints/last.ckpt name=starry_night
         val=../shared/data/content/val [size=512] [limit=N] [eq_steps=30] [eq_limit=10]
         [hardware="2-core AVX2 AMD EPYC, 1 thread"] [out=src/gan_stylizer/pretrained]
-    python scripts/zoo.py report [photos=astronaut,chelsea] [out=docs]
+    python scripts/zoo.py report [out=docs] [data_dir=DIR]
 
 build: the run's EMA generator as <out>/<name>.safetensors (fp16) and <name>.json (the manifest:
 painting and its sha256, recipe = every key that differs from the defaults, steps, hardware,
 commit, the weights' sha256, and the scores on val= under the project's ruler: style and content
-loss, SWD, SSIM and edges at size= px, and the L-BFGS steps of the optimization that reach the
-same total loss, on the first eq_limit photos with at most eq_steps steps).
+loss, SWD, palette distance (and the photos' own, unstylized), SSIM and edges at size= px, and
+the L-BFGS steps of the optimization that reach the same total loss, on the first eq_limit photos
+with at most eq_steps steps).
 report: docs/zoo.md (one table from the manifests) and docs/zoo/gallery.jpg (the public-domain /
-CC0 photos that scikit-image ships, by every zoo model at its default strength, labelled).
+CC0 photos that scikit-image ships, by every zoo model at its default strength, labelled; above
+them the paintings, where data_dir=/styles holds them all).
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ import torch
 from gan_stylizer import zoo
 from gan_stylizer.checkpoints import load_checkpoint, load_generator
 from gan_stylizer.config.schema import StyleConfig, TrainConfig
-from gan_stylizer.errors import CheckpointError, ConfigError, ImageError
+from gan_stylizer.errors import CheckpointError, ConfigError, ImageError, StyleError
 from gan_stylizer.evaluation.ruler import Evaluator, mean_metrics
 from gan_stylizer.evaluation.runners import evaluate_one_pass, load_photos, one_pass
 from gan_stylizer.inference.onepass import OnePass
-from gan_stylizer.io.images import pil_to_tensor, resize_long_side, save_image
+from gan_stylizer.io.images import load_image, pil_to_tensor, resize_long_side, save_image
 from gan_stylizer.io.sheets import caption, make_grid
 from gan_stylizer.plain import to_plain
-from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image, sha256_file
+from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image, resolve_style, sha256_file
 from gan_stylizer.training.records import session_info
 from gan_stylizer.training.resume import flat_config
 
@@ -167,7 +169,10 @@ def score(generator, style: dict, config: dict, args: dict) -> dict:
         "size": size,
         "ruler": "caffe VGG19, alpha=50, beta=1, the painting at the photos' size",
         "strength": 0.5,
-        **{k: mean[k] for k in ("style", "content", "total", "swd", "ssim", "edges", "seconds")},
+        **{k: mean[k] for k in ("style", "content", "total", "swd", "palette", "ssim", "edges")},
+        "seconds": mean["seconds"],
+        # the unstylized photos' own distance to the painting's colours: the palette's scale
+        "photo_palette": sum(evaluator.palette(p) for _, p in photos) / len(photos),
         "eq_photos": len(eq_rows),
         "eq_max_steps": int(args["eq_steps"]),
         "eq_reached": sum(r.get("eq_steps") is not None for r in eq_rows),
@@ -187,14 +192,32 @@ def pil_to_tensor_np(array) -> torch.Tensor:
     return resize_long_side(pil_to_tensor(Image.fromarray(array)), 384)
 
 
+def paintings_row(models, data_dir: str | None, size: int) -> list[torch.Tensor] | None:
+    """Each zoo model's painting at a `size`-px long side, captioned, or None unless every one
+    is cached in data_dir/styles (verified against the registry's sha256; nothing is
+    downloaded)."""
+    row = []
+    for model in models:
+        name = model.manifest["painting"]["name"]
+        try:
+            path = resolve_style(name, None, data_dir_of(data_dir) / "styles", download=False)
+        except StyleError:
+            return None
+        row.append(caption(load_image(path, size=size), name))
+    return row
+
+
 def report(argv: list[str]) -> None:
-    args = parse(argv, {"out": str(REPO / "docs")})
+    args = parse(argv, {"out": str(REPO / "docs"), "data_dir": ""})
     out = Path(args["out"])
     models = [zoo.describe(name) for name in zoo.names()]
     if not models:
         raise ConfigError("the zoo is empty: build models first")
     photos = sample_photos()
     rows = []
+    paintings = paintings_row(models, args["data_dir"] or None, 384)
+    if paintings:
+        rows.append([caption(torch.ones_like(photos[0][1]), "the painting"), *paintings])
     for label, photo in photos:
         row = [caption(photo, label)]
         for model in models:
@@ -220,16 +243,18 @@ def report(argv: list[str]) -> None:
         "",
         "Scores at the default strength (0.5) on the validation photos at 512 px under the "
         "project's ruler (caffe VGG19, α = 50, β = 1; lower is better for the losses and the "
-        "SWD, higher for SSIM and edges). *Eq. L-BFGS steps*: the mean number of steps the "
+        "SWD, higher for SSIM and edges). *Palette*: the sliced Wasserstein distance in CIELab "
+        "(ΔE) between the output's colours and the painting's; in brackets the photos' own, "
+        "unstylized. *Eq. L-BFGS steps*: the mean number of steps the "
         "per-image optimization needs to reach the same total loss, over the photos where it "
         "did within the budget.",
         "",
         "*Style ×*: the factor `loss.calibrate` put on the style term, from the painting's pull "
         "(docs/training.md).",
         "",
-        "| model | painting | steps | style × | L_style | L_content | SWD | SSIM | edges | "
-        "s/image | eq. L-BFGS steps (reached / photos, budget) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | painting | steps | style × | L_style | L_content | SWD | palette (photos) | "
+        "SSIM | edges | s/image | eq. L-BFGS steps (reached / photos, budget) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for model in models:
         s = model.manifest.get("scores", {})
@@ -237,7 +262,8 @@ def report(argv: list[str]) -> None:
         lines.append(
             f"| {model.name} | {model.title} | {model.steps} | "
             f"{model.manifest.get('style_scale', 1.0):.3g} | {s.get('style', 0):.3g} | "
-            f"{s.get('content', 0):.3g} | {s.get('swd', 0):.1f} | {s.get('ssim', 0):.3f} | "
+            f"{s.get('content', 0):.3g} | {s.get('swd', 0):.1f} | {palette(s)} | "
+            f"{s.get('ssim', 0):.3f} | "
             f"{s.get('edges', 0):.3f} | {s.get('seconds', 0):.2f} | "
             f"{'–' if eq is None else f'{eq:.1f}'} ({s.get('eq_reached')}/{s.get('eq_photos')}, "
             f"{s.get('eq_max_steps')}) |"
@@ -246,6 +272,13 @@ def report(argv: list[str]) -> None:
     lines += ["", f"Trained on: {'; '.join(hardware) or 'see each manifest'}.", ""]
     (out / "zoo.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {out / 'zoo.md'} and {gallery}")
+
+
+def palette(scores: dict) -> str:
+    """'12.3 (31.0)': the model's palette distance and the photos' own; '–' where not scored."""
+    if "palette" not in scores:
+        return "–"
+    return f"{scores['palette']:.1f} ({scores.get('photo_palette', float('nan')):.1f})"
 
 
 def main(argv: list[str]) -> int:

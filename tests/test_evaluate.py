@@ -110,6 +110,18 @@ def test_edge_agreement_is_one_for_identical_and_low_for_unrelated_images():
     assert edge_agreement(torch.full_like(a, 0.5), a) == 0.0
 
 
+def test_lab_matches_the_published_values_of_the_srgb_primaries():
+    from gan_stylizer.color import rgb_to_lab
+
+    rgb = torch.tensor([[1.0, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    lab = rgb_to_lab(rgb.t().reshape(1, 3, 5, 1))[0, :, :, 0].t()
+    expected = torch.tensor(
+        [[100, 0, 0], [53.24, 80.09, 67.20], [87.73, -86.18, 83.18], [32.30, 79.19, -107.86]]
+        + [[0, 0, 0]]
+    )
+    assert torch.allclose(lab, expected, atol=0.02)
+
+
 # ---- the reference evaluator -------------------------------------------------------------------
 
 
@@ -125,6 +137,16 @@ def test_the_style_image_itself_scores_zero_style_loss_and_swd(evaluator):
     assert m.content == 0.0 and m.swd == pytest.approx(0.0, abs=1e-3)
     assert m.ssim == pytest.approx(1.0) and m.edges == pytest.approx(1.0)
     assert set(m.swd_layers) == {"relu1_1", "relu2_1", "relu3_1", "relu4_1"}
+    assert m.palette == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_palette_ignores_the_layout_and_sees_a_grey_copy(evaluator):
+    style = smooth_image(64, 64, seed=11)
+    shuffled = style.flatten(2)[..., torch.randperm(64 * 64)].view_as(style)
+    grey = style.mean(dim=1, keepdim=True).expand_as(style)
+    assert evaluator.palette(shuffled) == pytest.approx(0.0, abs=1e-3)
+    assert evaluator.palette(grey) > 5.0  # ΔE: the colours are gone, the lightness kept
+    assert evaluator.palette(smooth_image(64, 64, seed=3)) > 1.0
 
 
 def test_a_photo_scores_worse_than_the_style_on_style_and_better_on_content(evaluator):

@@ -1,5 +1,6 @@
-"""Colour: luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors") and
-the YIQ conversions it uses; every function takes and returns RGB [B, 3, H, W] in [0, 1].
+"""Colour: luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors"), the
+YIQ conversions it uses, and CIELab for the ruler's palette distance; every function takes RGB
+[B, 3, H, W] in [0, 1].
 """
 
 from __future__ import annotations
@@ -37,6 +38,36 @@ def rgb_to_yiq(image: torch.Tensor) -> torch.Tensor:
 def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] YIQ -> RGB, not clamped (a YIQ triple may lie outside the RGB cube)."""
     return _mix(_YIQ_TO_RGB, image)
+
+
+# sRGB (D65) linear light -> CIE XYZ, then XYZ scaled by the D65 white point.
+_RGB_TO_XYZ = torch.tensor(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ],
+    dtype=torch.float64,
+)
+
+
+_D65_WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+
+
+def rgb_to_lab(image: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] sRGB in [0, 1] -> CIELab (D65): L in [0, 100], a and b in about ±100, so that
+    a Euclidean distance is ΔE (CIE76). Computed in float64 and returned in float32."""
+    _check_rgb(image, "image")
+    rgb = image.double().clamp(0, 1)
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    matrix = _RGB_TO_XYZ / _D65_WHITE.view(3, 1)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix.to(image.device), linear)
+    eps = (6 / 29) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    lab = torch.stack(
+        (116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])), dim=1
+    )
+    return lab.float()
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:

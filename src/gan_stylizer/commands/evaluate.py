@@ -99,7 +99,8 @@ def run(cfg) -> Path:  # cfg: gan_stylizer.config.EvaluateConfig
     mean = report["mean"] if report else {}
     print(
         f"mean: style {mean['style']:.4g} content {mean['content']:.4g} total {mean['total']:.4g} "
-        f"swd {mean['swd']:.4g} ssim {mean['ssim']:.3f} edges {mean['edges']:.3f}"
+        f"swd {mean['swd']:.4g} palette {mean['palette']:.3g} ssim {mean['ssim']:.3f} "
+        f"edges {mean['edges']:.3f}"
     )
     print(f"report: {out_dir / 'metrics.md'}, {out_dir / 'sheet.png'}")
     return out_dir

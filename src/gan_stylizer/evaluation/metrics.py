@@ -1,6 +1,6 @@
 """Metrics that no method here optimizes: the sliced Wasserstein distance between VGG feature
-clouds (texture), SSIM of luminance and edge agreement (content kept, without VGG), and
-seconds and peak memory of a block.
+clouds (texture) and between CIELab pixel clouds (palette), SSIM of luminance and edge agreement
+(content kept, without VGG), and seconds and peak memory of a block.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gan_stylizer.color import luminance
+from gan_stylizer.color import luminance, rgb_to_lab
 
 SWD_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
@@ -90,6 +90,11 @@ def sliced_wasserstein(
 def feature_points(features: torch.Tensor) -> torch.Tensor:
     """[1, C, H, W] feature map -> [H·W, C] cloud of feature vectors."""
     return features[0].float().flatten(1).t()
+
+
+def colour_points(image: torch.Tensor) -> torch.Tensor:
+    """[1, 3, H, W] RGB in [0, 1] -> [H·W, 3] cloud of its pixels' CIELab colours."""
+    return rgb_to_lab(image.float().cpu())[0].flatten(1).t()
 
 
 def _gaussian_kernel(sigma: float, radius: int) -> torch.Tensor:

@@ -46,6 +46,7 @@ TABLE_COLUMNS = (
     ("content", "L_content"),
     ("total", "total"),
     ("swd", "SWD"),
+    ("palette", "palette ΔE"),
     ("ssim", "SSIM"),
     ("edges", "edges"),
     ("seconds", "s/image"),

@@ -1,6 +1,7 @@
 """The fixed ruler that ranks stylizers: the seed's losses under caffe VGG19 (max pooling,
-relu1_1..relu5_1 at 1/5 each, content relu4_2) and the SWD to the painting, whatever a model
-was trained with. Runs compare only under one ruler.
+relu1_1..relu5_1 at 1/5 each, content relu4_2), the SWD to the painting's VGG features and the
+palette distance to its colours, whatever a model was trained with. Runs compare only under one
+ruler.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gan_stylizer.evaluation.metrics import (
     SWD_PROJECTIONS,
     SWD_SEED,
     _sw_sorted,
+    colour_points,
     edge_agreement,
     feature_points,
     sorted_projections,
@@ -24,6 +26,9 @@ from gan_stylizer.evaluation.metrics import (
 from gan_stylizer.losses import content_loss, style_loss, total_loss
 from gan_stylizer.models.vgg import build_vgg
 from gan_stylizer.perceptual import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, PerceptualCriterion
+
+# Directions of the palette's SW₂: Lab has 3 dimensions, so 32 cover them densely.
+PALETTE_PROJECTIONS = 32
 
 
 @dataclass
@@ -38,6 +43,7 @@ class ImageMetrics:
     swd_layers: dict[str, float] = field(default_factory=dict)
     ssim: float = 0.0
     edges: float = 0.0
+    palette: float = 0.0
     seconds: float | None = None
     peak_mem_mb: float | None = None
     extra: dict[str, float | int | None] = field(default_factory=dict)
@@ -47,7 +53,9 @@ class ImageMetrics:
         return d | self.extra
 
 
-METRIC_KEYS = ("style", "content", "total", "swd", "ssim", "edges", "seconds", "peak_mem_mb")
+METRIC_KEYS = (
+    "style", "content", "total", "swd", "palette", "ssim", "edges", "seconds", "peak_mem_mb",
+)  # fmt: skip
 
 
 def mean_metrics(rows: Sequence[dict]) -> dict[str, float | None]:
@@ -104,6 +112,9 @@ class Evaluator:
             name: sorted_projections(feature_points(feats[name]), projections, seed)
             for name in SWD_LAYERS
         }
+        self._palette_sorted = sorted_projections(
+            colour_points(style_image), PALETTE_PROJECTIONS, seed
+        )
 
     @torch.no_grad()
     def features(self, stylized: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -142,6 +153,16 @@ class Evaluator:
             for name in SWD_LAYERS
         }
 
+    def palette(self, stylized: torch.Tensor) -> float:
+        """SW₂ in CIELab (ΔE units) between the output's pixel colours and the painting's: 0 when
+        the output uses the painting's colours in the painting's proportions, whatever the
+        layout; a grey or photo-coloured copy scores far from a colourful painting."""
+        return _sw_sorted(
+            sorted_projections(colour_points(stylized), PALETTE_PROJECTIONS, self.seed),
+            self._palette_sorted,
+            SWD_POINTS,
+        )
+
     def evaluate(
         self,
         name: str,
@@ -169,6 +190,7 @@ class Evaluator:
             total=total,
             swd=sum(layers.values()) / len(layers),
             swd_layers=layers,
+            palette=self.palette(stylized),
             ssim=ssim(stylized, content),
             edges=edge_agreement(stylized, content),
             seconds=seconds,
@@ -185,6 +207,7 @@ def reference_description() -> dict:
         "swd_projections": SWD_PROJECTIONS,
         "swd_seed": SWD_SEED,
         "swd_points": SWD_POINTS,
+        "palette": f"SW2 of CIELab (D65) pixel colours, {PALETTE_PROJECTIONS} projections",
         "ssim": "luminance, Gaussian 11 px σ=1.5",
         "edges": "Pearson r of Sobel magnitude of luminance blurred σ=2",
     }

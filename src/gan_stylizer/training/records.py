@@ -115,12 +115,13 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
         "Fixed reference (as `scripts/evaluate.py`): caffe VGG19, photos at "
         f"{ref.get('size', '–')} px, alpha={ref.get('alpha', '–')}, "
         f"beta={ref.get('beta', '–')}. Lower is better for the losses and the SWD, higher "
-        "for SSIM and edges.",
+        "for SSIM and edges; the palette is the ΔE distance to the painting's colours.",
         "",
-        "| L_style | L_content | total | SWD | SSIM | edges | s/image |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| L_style | L_content | total | SWD | palette | SSIM | edges | s/image |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {num('style', '.3g')} | {num('content', '.3g')} | {num('total', '.3g')} | "
-        f"{num('swd', '.1f')} | {num('ssim', '.3f')} | {num('edges', '.3f')} | "
+        f"{num('swd', '.1f')} | {num('palette', '.1f')} | {num('ssim', '.3f')} | "
+        f"{num('edges', '.3f')} | "
         f"{num('seconds', '.2f')} |",
         "",
     ]

@@ -37,6 +37,7 @@ RANKINGS = {
     "style": True,
     "content": True,
     "swd": True,
+    "palette": True,
     "ssim": False,
     "edges": False,
 }
