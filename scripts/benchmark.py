@@ -1,5 +1,5 @@
-"""python scripts/benchmark.py [--quick] [--ckpt PATH]: speed figures as JSON on stdout (a
-benchmark, not a test).
+"""python scripts/benchmark.py [--quick] [--ckpt PATH] [--peer PATH]: speed figures as JSON on
+stdout (a benchmark, not a test).
 
 - the machine's measured matmul peak, fp32 and bf16 (GFLOP/s);
 - generator inference (batch 1) at 512² and 1024²: fp32 eager (`Generator.forward`) against the
@@ -10,7 +10,14 @@ benchmark, not a test).
   a fresh process, and its RSS before the image, both in MiB);
 - onnxruntime on the exported ONNX model against PyTorch fp32 eager, at the same sizes;
 - one full training step (batch 4, 256 px crops, D then G with every loss term, caffe VGG19),
-  in fp32, and under bf16 autocast where bf16 is native.
+  in fp32, and under bf16 autocast where bf16 is native;
+- the frames per second of a 720p clip through `python stylize.py` (a subprocess, start-up
+  included and also subtracted), where PyAV is installed;
+- --peer PATH (a pytorch/examples checkout; nothing of it is vendored here): its
+  fast_neural_style `TransformerNet`, in this process, at the same sizes (fp32 eager), and its
+  training step (batch 4, VGG16 to relu4_3, no discriminator; VGG16 with random weights, since
+  the timing does not depend on them and nothing is downloaded), and the ratios peer / ours
+  (above 1: this project is faster).
 Each figure is the median of several runs after a warm-up; the machine is shared and noisy, so
 compare figures from one run of this script. --quick: fewer repeats and smaller sizes, to check
 that the script works (its figures mean little). --ckpt: time a trained generator (default: the
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import platform
 import statistics
@@ -184,11 +192,129 @@ def onnx_vs_pytorch(generator, sizes, repeats: int) -> dict:
     return result
 
 
+def load_peer(path: str) -> dict:
+    """The peer's transformer_net, vgg and utils modules, loaded from their files (no sys.path
+    edit): PATH is a pytorch/examples checkout, its fast_neural_style folder or the folder of
+    the modules."""
+    root = Path(path)
+    for folder in (root / "fast_neural_style" / "neural_style", root / "neural_style", root):
+        if (folder / "transformer_net.py").is_file():
+            break
+    else:
+        raise SystemExit(f"--peer {path}: no fast_neural_style/neural_style/transformer_net.py")
+    modules = {}
+    for name in ("transformer_net", "vgg", "utils"):
+        spec = importlib.util.spec_from_file_location(f"peer_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules
+
+
+def peer_vgg(peer: dict, device) -> torch.nn.Module:
+    """The peer's Vgg16, with torchvision's VGG16 built without weights (its constructor would
+    download them)."""
+    import torchvision
+
+    module = peer["vgg"]
+    real = module.models.vgg16
+    module.models.vgg16 = lambda *args, **kwargs: torchvision.models.vgg16(weights=None)
+    try:
+        return module.Vgg16(requires_grad=False).to(device)
+    finally:
+        module.models.vgg16 = real
+
+
+def peer_figures(peer: dict, sizes, crop: int, repeats: int, device) -> dict:
+    """The peer's one pass (batch 1, fp32 eager, pixels in its 0-255 convention) at each size
+    and its training step, as its training loop does it (neural_style.py's train())."""
+    torch.manual_seed(0)
+    net = peer["transformer_net"].TransformerNet().to(device).eval()
+    result = {}
+    with torch.no_grad():
+        for size in sizes:
+            content = torch.rand(1, 3, size, size, device=device) * 255
+            result[f"{size}x{size}_s"] = round(timed(functools.partial(net, content), repeats), 4)
+    utils, vgg, mse = peer["utils"], peer_vgg(peer, device), torch.nn.MSELoss()
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    photos = torch.rand(4, 3, crop, crop, device=device) * 255
+    with torch.no_grad():
+        grams = [utils.gram_matrix(f) for f in vgg(utils.normalize_batch(photos.clone()))]
+
+    def step():
+        opt.zero_grad()
+        stylized = utils.normalize_batch(net(photos))  # normalize_batch divides in place
+        features_y, features_x = vgg(stylized), vgg(utils.normalize_batch(photos.clone()))
+        loss = 1e5 * mse(features_y.relu2_2, features_x.relu2_2)
+        pairs = zip(features_y, grams, strict=True)
+        loss = loss + 1e10 * sum(mse(utils.gram_matrix(f), g) for f, g in pairs)
+        loss.backward()
+        opt.step()
+
+    result[f"train_step_batch4_{crop}px_s"] = round(timed(step, repeats), 3)
+    return result
+
+
+def video_fps(ckpt: str | None, frames: int, size: tuple[int, int]) -> dict:
+    """A `frames`-frame clip of `size` through `python stylize.py` in a subprocess: wall time,
+    and the frames per second with and without the start-up (a one-frame run's wall time)."""
+    try:
+        import av
+        import numpy as np
+    except ImportError:
+        return {"skipped": "PyAV is not installed (pip install 'gan-stylizer[video]')"}
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        walls = {}
+        for count in (1, frames):
+            clip = Path(tmp) / f"clip{count}.mp4"
+            with av.open(str(clip), "w") as container:
+                stream = container.add_stream("libx264", rate=24)
+                stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+                for i in range(count):
+                    pixels = np.full((size[1], size[0], 3), (i * 7 % 255, 90, 160), np.uint8)
+                    frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                    container.mux(stream.encode(frame))
+                container.mux(stream.encode(None))
+            command = [sys.executable, str(repo / "stylize.py"), f"input={clip}"]
+            command += [f"ckpt={ckpt or 'starry_night'}", f"output={Path(tmp) / f'out{count}.mp4'}"]
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            walls[count] = time.perf_counter() - start
+    return {
+        "frames": frames,
+        "size": f"{size[0]}x{size[1]}",
+        "wall_s": round(walls[frames], 2),
+        "fps": round(frames / walls[frames], 2),
+        "fps_without_startup": round((frames - 1) / (walls[frames] - walls[1]), 2),
+    }
+
+
+def peer_ratios(result: dict, crop: int) -> dict:
+    """peer seconds / this project's seconds for each figure both have (above 1: faster)."""
+    peer, ours = result["peer"], result["generator_inference"]
+    ratios = {}
+    for key, entry in ours.items():
+        if isinstance(entry, dict) and f"{key}_s" in peer:
+            ratios[f"one_pass_{key}_default"] = round(peer[f"{key}_s"] / entry["default_s"], 2)
+            ratios[f"one_pass_{key}_fp32_eager"] = round(
+                peer[f"{key}_s"] / entry["fp32_eager_s"], 2
+            )
+    step = result.get(f"train_step_batch4_{crop}px", {})
+    if "fp32_s" in step:
+        peer_step = peer[f"train_step_batch4_{crop}px_s"]
+        ratios["train_step_fp32"] = round(peer_step / step["fp32_s"], 2)
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
     parser.add_argument("--ckpt", help="a training checkpoint to time (default: random weights)")
+    parser.add_argument("--peer", help="a pytorch/examples checkout: time its fast_neural_style")
     args = parser.parse_args()
+    peer = load_peer(args.peer) if args.peer else None  # a wrong path fails before any timing
     repeats = 2 if args.quick else 5
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -250,6 +376,12 @@ def main() -> None:
                 continue
             step[f"{name}_s"] = round(seconds, 3)
     result[f"train_step_batch4_{crop}px"] = step
+    if device.type == "cpu":
+        video_size = (320, 180) if args.quick else (1280, 720)
+        result["video_720p"] = video_fps(args.ckpt, 4 if args.quick else 48, video_size)
+    if peer is not None:
+        result["peer"] = peer_figures(peer, sizes, crop, repeats, device)
+        result["peer_ratios"] = peer_ratios(result, crop)
     print(json.dumps(result, indent=2))
 
 

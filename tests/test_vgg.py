@@ -35,6 +35,16 @@ def test_builds_only_up_to_the_deepest_requested_layer():
     assert out["relu1_1"].shape == (1, 64, 32, 32) and out["relu2_1"].shape == (1, 128, 16, 16)
 
 
+def test_a_pass_until_a_layer_stops_there_with_the_same_features():
+    net = VGG19Features(["relu1_1", "relu3_1", "relu4_2", "relu5_1"], weights="none")
+    image = torch.rand(2, 3, 48, 40)
+    full, short = net(image), net(image, until="relu4_2")
+    assert set(short) == {"relu1_1", "relu3_1", "relu4_2"}
+    assert all(torch.equal(short[n], full[n]) for n in short)
+    with pytest.raises(ValueError, match="until='relu2_1'"):
+        net(image, until="relu2_1")
+
+
 def test_unknown_layer_and_source_are_refused():
     with pytest.raises(ValueError, match="relu9_9"):
         VGG19Features(["relu9_9"], weights="none")

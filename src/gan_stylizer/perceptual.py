@@ -55,8 +55,9 @@ class PerceptualCriterion(nn.Module):
 
     @torch.no_grad()
     def content_features(self, content: torch.Tensor) -> torch.Tensor:
-        """Content-layer features of RGB [0,1] content images [B,3,H,W] (no gradient)."""
-        return self.vgg(content)[self.content_layer]
+        """Content-layer features of RGB [0,1] content images [B,3,H,W] (no gradient), from a
+        pass that stops at the content layer."""
+        return self.vgg(content, until=self.content_layer)[self.content_layer]
 
     def forward(
         self, stylized: torch.Tensor, content_target: torch.Tensor | None, reduce: bool = True

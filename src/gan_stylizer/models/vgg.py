@@ -180,11 +180,18 @@ class VGG19Features(nn.Module):
             image = image.flip(1)  # RGB -> BGR
         return image * self._scale + self._shift
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, until: str | None = None) -> dict[str, torch.Tensor]:
+        """{layer: features} for the built layers; until=a built layer: only as deep as that
+        one (a content target needs relu4_2, not the style's relu5_1)."""
         x = self.preprocess(image)
         wanted = set(self.layers)
+        ops = self._ops
+        if until is not None:
+            if until not in wanted:
+                raise ValueError(f"until={until!r} is not one of this network's layers")
+            ops = ops[: ops.index(until) + 1]
         out: dict[str, torch.Tensor] = {}
-        for name in self._ops:
+        for name in ops:
             if name.startswith("conv"):
                 w = getattr(self, f"{name}_weight")
                 b = getattr(self, f"{name}_bias")
