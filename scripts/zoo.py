@@ -193,8 +193,8 @@ def pil_to_tensor_np(array) -> torch.Tensor:
 
 
 def paintings_row(models, data_dir: str | None, size: int) -> list[torch.Tensor] | None:
-    """Each zoo model's painting at a `size`-px long side, captioned, or None unless every one
-    is cached in data_dir/styles (verified against the registry's sha256; nothing is
+    """Each zoo model's painting, its centre square at `size` px, captioned, or None unless
+    every one is cached in data_dir/styles (verified against the registry's sha256; nothing is
     downloaded)."""
     row = []
     for model in models:
@@ -203,7 +203,11 @@ def paintings_row(models, data_dir: str | None, size: int) -> list[torch.Tensor]
             path = resolve_style(name, None, data_dir_of(data_dir) / "styles", download=False)
         except StyleError:
             return None
-        row.append(caption(load_image(path, size=size), name))
+        painting = load_image(path)
+        side = min(painting.shape[-2:])  # the centre square, so the row's columns line up
+        top, left = (painting.shape[-2] - side) // 2, (painting.shape[-1] - side) // 2
+        square = painting[..., top : top + side, left : left + side]
+        row.append(caption(resize_long_side(square, size), name))
     return row
 
 
@@ -217,7 +221,8 @@ def report(argv: list[str]) -> None:
     rows = []
     paintings = paintings_row(models, args["data_dir"] or None, 384)
     if paintings:
-        rows.append([caption(torch.ones_like(photos[0][1]), "the painting"), *paintings])
+        blank = torch.ones(1, 3, 384, 384)
+        rows.append([caption(blank, "the painting"), *paintings])
     for label, photo in photos:
         row = [caption(photo, label)]
         for model in models:
@@ -270,8 +275,28 @@ def report(argv: list[str]) -> None:
         )
     hardware = sorted({m.manifest.get("hardware", "") for m in models} - {""})
     lines += ["", f"Trained on: {'; '.join(hardware) or 'see each manifest'}.", ""]
+    lines += recipe_lines([m.manifest.get("recipe", {}) for m in models])
     (out / "zoo.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {out / 'zoo.md'} and {gallery}")
+
+
+def recipe_lines(recipes: list[dict]) -> list[str]:
+    """The training command the manifests share, and the keys where they differ."""
+    recipes = [{k: v for k, v in r.items() if k != "style.name"} for r in recipes]
+    common = {k: v for k, v in recipes[0].items() if all(r.get(k, object()) == v for r in recipes)}
+    differ = sorted({k for r in recipes for k in r} - set(common))
+
+    def value(v) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    keys = " ".join(f"{k}={value(v)}" for k, v in common.items())
+    lines = [
+        "The recipe (every key that differs from the defaults; data paths shortened to their "
+        f"last two parts): `python train.py style=<name> {keys}`."
+    ]
+    if differ:
+        lines.append(f"The models differ in: {', '.join(f'`{k}`' for k in differ)}.")
+    return [*lines, ""]
 
 
 def palette(scores: dict) -> str:
