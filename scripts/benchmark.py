@@ -214,11 +214,9 @@ def load_peer(path: str) -> dict:
 def peer_vgg(peer: dict, device) -> torch.nn.Module:
     """The peer's Vgg16, with torchvision's VGG16 built without weights (its constructor would
     download them)."""
-    import torchvision
-
     module = peer["vgg"]
     real = module.models.vgg16
-    module.models.vgg16 = lambda *args, **kwargs: torchvision.models.vgg16(weights=None)
+    module.models.vgg16 = lambda *args, **kwargs: real(weights=None)
     try:
         return module.Vgg16(requires_grad=False).to(device)
     finally:
@@ -280,14 +278,19 @@ def video_fps(ckpt: str | None, frames: int, size: tuple[int, int]) -> dict:
             command = [sys.executable, str(repo / "stylize.py"), f"input={clip}"]
             command += [f"ckpt={ckpt or 'starry_night'}", f"output={Path(tmp) / f'out{count}.mp4'}"]
             start = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
+            proc = subprocess.run(command, capture_output=True, text=True)
             walls[count] = time.perf_counter() - start
+            if proc.returncode != 0:
+                lines = proc.stderr.strip().splitlines()
+                return {"error": lines[-1] if lines else f"stylize.py exited {proc.returncode}"}
+    extra = walls[frames] - walls[1]
     return {
         "frames": frames,
         "size": f"{size[0]}x{size[1]}",
         "wall_s": round(walls[frames], 2),
         "fps": round(frames / walls[frames], 2),
-        "fps_without_startup": round((frames - 1) / (walls[frames] - walls[1]), 2),
+        # None where start-up noise outweighs the extra frames (a --quick clip)
+        "fps_without_startup": round((frames - 1) / extra, 2) if extra > 0 else None,
     }
 
 

@@ -172,7 +172,7 @@ def score(generator, style: dict, config: dict, args: dict) -> dict:
         **{k: mean[k] for k in ("style", "content", "total", "swd", "palette", "ssim", "edges")},
         "seconds": mean["seconds"],
         # the unstylized photos' own distance to the painting's colours: the palette's scale
-        "photo_palette": sum(evaluator.palette(p) for _, p in photos) / len(photos),
+        "photo_palette": sum(evaluator.palette(p.content) for p in photos) / len(photos),
         "eq_photos": len(eq_rows),
         "eq_max_steps": int(args["eq_steps"]),
         "eq_reached": sum(r.get("eq_steps") is not None for r in eq_rows),
@@ -203,7 +203,7 @@ def paintings_row(models, data_dir: str | None, size: int) -> list[torch.Tensor]
             path = resolve_style(name, None, data_dir_of(data_dir) / "styles", download=False)
         except StyleError:
             return None
-        painting = load_image(path)
+        painting = load_image(path, size=4 * size)
         side = min(painting.shape[-2:])  # the centre square, so the row's columns line up
         top, left = (painting.shape[-2] - side) // 2, (painting.shape[-1] - side) // 2
         square = painting[..., top : top + side, left : left + side]
@@ -303,7 +303,8 @@ def palette(scores: dict) -> str:
     """'12.3 (31.0)': the model's palette distance and the photos' own; '–' where not scored."""
     if "palette" not in scores:
         return "–"
-    return f"{scores['palette']:.1f} ({scores.get('photo_palette', float('nan')):.1f})"
+    photos = scores.get("photo_palette")
+    return f"{scores['palette']:.1f} ({'–' if photos is None else f'{photos:.1f}'})"
 
 
 def main(argv: list[str]) -> int:

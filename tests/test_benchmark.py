@@ -80,6 +80,7 @@ def test_quick_benchmark_prints_every_section(tmp_path):
     ratios = result["peer_ratios"]
     expected = {"one_pass_128x128_default", "one_pass_256x256_default", "train_step_fp32"}
     assert expected <= set(ratios)
+    assert "error" not in result["video_720p"], result["video_720p"]
     if "skipped" not in result["video_720p"]:
         assert result["video_720p"]["frames"] == 4 and result["video_720p"]["fps"] > 0
 

@@ -185,7 +185,7 @@ def _progress_line(m: ImageMetrics, label: str = "") -> str:
     secs = f"{m.seconds:.2f} s" if m.seconds is not None else "-"
     return (
         f"{prefix}{m.name}: style {m.style:.4g} content {m.content:.4g} total {m.total:.4g} "
-        f"swd {m.swd:.4g} ssim {m.ssim:.3f} edges {m.edges:.3f} ({secs})"
+        f"swd {m.swd:.4g} palette {m.palette:.3g} ssim {m.ssim:.3f} edges {m.edges:.3f} ({secs})"
     )
 
 

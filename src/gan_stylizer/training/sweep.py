@@ -52,6 +52,7 @@ COLUMNS = (
     "style",
     "content",
     "swd",
+    "palette",
     "ssim",
     "edges",
     "s/step",
@@ -181,7 +182,8 @@ def write_tables(
         f"caffe VGG19, alpha={ref.get('alpha', '–')}, beta={ref.get('beta', '–')}, the "
         f"validation photos at {ref.get('size', '–')} px, whatever each run trained with "
         "(`total` = alpha·L_style + beta·L_content on that scale). SSIM and edges: content kept, "
-        "higher is more. SWD: texture distance to the painting, lower is closer.",
+        "higher is more. SWD: texture distance to the painting, lower is closer; palette: "
+        "the distance to its colours (ΔE), lower is closer.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---:" if c not in ("run", "status") else "---" for c in COLUMNS) + "|",
