@@ -188,3 +188,23 @@ def test_tiled_inference_memory_is_bounded():
     assert proc.returncode == 0, proc.stderr[-2000:]
     input_bytes = 3 * 768 * 1024 * 4
     assert int(proc.stdout.split()[-1]) < 16 * input_bytes
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 12)])
+def test_upsampling_conv_at_low_resolution_equals_upsample_pad_conv(size):
+    from torch import nn
+
+    from gan_stylizer.inference.layers import SubpixelConv, Upsample, fold_upsampling
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, bias=True)
+    ops = [Upsample(), nn.ReflectionPad2d(1), conv, nn.ReLU()]
+    folded = fold_upsampling(ops)
+    assert isinstance(folded[0], SubpixelConv) and len(folded) == 2
+    x = torch.randn(2, 6, *size).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = conv(ops[1](ops[0](x)))
+        got = folded[0](x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-5
+    assert any(isinstance(op, SubpixelConv) for op in OnePass(make_generator()).decoder)

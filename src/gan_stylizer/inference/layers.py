@@ -75,6 +75,84 @@ class RowFoldedConv(nn.Module):
         return out
 
 
+class SubpixelConv(nn.Module):
+    """Nearest ×2 upsampling, reflection pad 1 and a 3x3 convolution, computed at the low
+    resolution: the same sums in another order, with 16 kernel taps per 2x2 output pixels
+    instead of 36, and no upsampled copy of the input.
+
+    Upsampled by 2, output pixel 2i+a (a in {0, 1}) of a 3x3 conv reads rows 2i+a-1 .. 2i+a+1,
+    which are input rows i-1, i, i (a = 0) or i, i, i+1 (a = 1): a 2-tap kernel on the input,
+    with the taps that read the same row summed. So each of the four output phases (a, b) is a
+    2x2 conv of the input, and reflecting the upsampled image by one pixel is replicating the
+    input by one pixel.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        w = conv.weight.detach().float()
+        rows = (
+            torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),  # a = 0: rows i-1, i
+            torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], 2),
+        )  # a = 1: rows i, i+1
+        phases = []
+        for r in rows:  # [out, in, 2, 3] -> columns summed the same way
+            for b in range(2):
+                cols = (
+                    (r[..., 0], r[..., 1] + r[..., 2])
+                    if b == 0
+                    else (r[..., 0] + r[..., 1], r[..., 2])
+                )
+                phases.append(torch.stack(cols, -1))
+        dtype = conv.weight.dtype
+        self.weights = nn.ParameterList(
+            nn.Parameter(k.to(dtype).contiguous(memory_format=torch.channels_last), False)
+            for k in phases
+        )
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), False)
+
+    @staticmethod
+    def suits(up: nn.Module, pad: nn.Module, conv: nn.Module) -> bool:
+        return (
+            isinstance(up, Upsample)
+            and isinstance(pad, nn.ReflectionPad2d)
+            and tuple(pad.padding) == (1, 1, 1, 1)
+            and isinstance(conv, nn.Conv2d)
+            and conv.kernel_size == (3, 3)
+            and conv.stride == (1, 1)
+            and conv.padding == (0, 0)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        out = None
+        for index, weight in enumerate(self.weights):
+            a, b = divmod(index, 2)
+            y = F.conv2d(xp[..., a : a + h + 1, b : b + w + 1], weight, self.bias)
+            if out is None:
+                out = y.new_empty((y.shape[0], y.shape[1], 2 * h, 2 * w)).contiguous(
+                    memory_format=torch.channels_last
+                )
+            out[..., a::2, b::2] = y
+        return out
+
+
+def fold_upsampling(ops: list[nn.Module]) -> list[nn.Module]:
+    """ops with every (Upsample, ReflectionPad2d(1), 3x3 Conv2d) replaced by a SubpixelConv."""
+    folded: list[nn.Module] = []
+    i = 0
+    while i < len(ops):
+        if i + 2 < len(ops) and SubpixelConv.suits(*ops[i : i + 3]):
+            folded.append(SubpixelConv(ops[i + 2]))
+            i += 3
+        else:
+            folded.append(ops[i])
+            i += 1
+    return folded
+
+
 # norm -> its image-wide (mean, var); (norm, "film") -> a conditioned norm's (scale, shift).
 Stats = dict[Any, tuple[torch.Tensor, torch.Tensor]]
 
@@ -129,7 +207,7 @@ def density(ops: list[nn.Module], start: int) -> int:
     for op in ops:
         if isinstance(op, nn.Conv2d):
             start //= op.stride[0]
-        elif isinstance(op, Upsample):
+        elif isinstance(op, Upsample | SubpixelConv):
             start *= 2
     return start
 

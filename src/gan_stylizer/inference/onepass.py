@@ -51,6 +51,7 @@ from gan_stylizer.inference.layers import (
     apply_norm,
     chain,
     density,
+    fold_upsampling,
     last_norm,
     needs_stats,
     ramp,
@@ -101,7 +102,8 @@ class OnePass:
         self.decoder = chain(self.generator.decoder)
         if self.device.type == "cpu":
             self.decoder = [
-                RowFoldedConv(op) if RowFoldedConv.suits(op) else op for op in self.decoder
+                RowFoldedConv(op) if RowFoldedConv.suits(op) else op
+                for op in fold_upsampling(self.decoder)
             ]
         if not all(isinstance(b, ResidualBlock) and len(b.body) == 4 for b in self.blocks):
             raise TypeError(
