@@ -362,7 +362,7 @@ def main() -> None:
     system.optimizers = lambda: (opt_g, opt_d)  # outside a Trainer
     system.manual_backward = lambda loss, *a: loss.backward(*a)
     system.log = system.log_dict = lambda *a, **k: None
-    system.toggled_optimizer = _no_toggle
+    system.toggled_optimizer = functools.partial(_Toggled, system)
     system.trainer = _NoTrainer()  # training_step asks the trainer to agree on finite losses
     crop = 64 if args.quick else 256
     batch = torch.rand(4, 3, crop, crop, device=device)
@@ -401,14 +401,22 @@ class _NoTrainer:
             return decision
 
 
-class _no_toggle:
-    def __init__(self, *_):
-        pass
+class _Toggled:
+    """Lightning's toggled_optimizer: only the given optimizer's parameters take gradients
+    inside (D's are frozen for the G step, as in a real run)."""
+
+    def __init__(self, system, optimizer):
+        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        self.frozen = [p for p in system.parameters() if p.requires_grad and id(p) not in own]
 
     def __enter__(self):
+        for p in self.frozen:
+            p.requires_grad_(False)
         return self
 
     def __exit__(self, *_):
+        for p in self.frozen:
+            p.requires_grad_(True)
         return False
 
 
