@@ -1,6 +1,7 @@
 """The pieces of tiled one-pass inference: the generator's layers run one by one with
-image-wide instance-norm statistics, the tile grid with halos, feathered blending, and a
-fast form of the last convolution. See gan_stylizer.inference.onepass.
+image-wide instance-norm statistics, the tile grid with halos, feathered blending, and
+fast forms of the decoder's upsampling convolutions and of its last convolution. See
+gan_stylizer.inference.onepass.
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ class SubpixelConv(nn.Module):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         w = conv.weight.detach().float()
+        # Row phase a = 0 reads input rows (i-1, i), a = 1 reads (i, i+1): [out, in, 2, 3].
         rows = (
-            torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),  # a = 0: rows i-1, i
+            torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),
             torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], 2),
-        )  # a = 1: rows i, i+1
+        )
         phases = []
         for r in rows:  # [out, in, 2, 3] -> columns summed the same way
             for b in range(2):
