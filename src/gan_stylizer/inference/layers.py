@@ -90,25 +90,19 @@ class SubpixelConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        w = conv.weight.detach().float()
-        # Row phase a = 0 reads input rows (i-1, i), a = 1 reads (i, i+1): [out, in, 2, 3].
-        rows = (
-            torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),
-            torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], 2),
-        )
-        phases = []
-        for r in rows:  # [out, in, 2, 3] -> columns summed the same way
-            for b in range(2):
-                cols = (
-                    (r[..., 0], r[..., 1] + r[..., 2])
-                    if b == 0
-                    else (r[..., 0] + r[..., 1], r[..., 2])
-                )
-                phases.append(torch.stack(cols, -1))
-        dtype = conv.weight.dtype
+        # Phase 0 reads input rows (i-1, i), phase 1 reads (i, i+1): each sums kernel rows into
+        # its two taps; columns likewise. Phase (a, b)'s 2x2 kernel is P_a · W · P_bᵀ.
+        fold = torch.tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], dtype=torch.float64)
+        w = conv.weight.detach().double()
         self.weights = nn.ParameterList(
-            nn.Parameter(k.to(dtype).contiguous(memory_format=torch.channels_last), False)
-            for k in phases
+            nn.Parameter(
+                torch.einsum("ik,ockl,jl->ocij", fold[a], w, fold[b])
+                .to(conv.weight.dtype)
+                .contiguous(memory_format=torch.channels_last),
+                False,
+            )
+            for a in range(2)
+            for b in range(2)
         )
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), False)
 
@@ -129,15 +123,13 @@ class SubpixelConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
-        out = None
+        shape = (x.shape[0], self.weights[0].shape[0], 2 * h, 2 * w)
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
         for index, weight in enumerate(self.weights):
             a, b = divmod(index, 2)
-            y = F.conv2d(xp[..., a : a + h + 1, b : b + w + 1], weight, self.bias)
-            if out is None:
-                out = y.new_empty((y.shape[0], y.shape[1], 2 * h, 2 * w)).contiguous(
-                    memory_format=torch.channels_last
-                )
-            out[..., a::2, b::2] = y
+            out[..., a::2, b::2] = F.conv2d(
+                xp[..., a : a + h + 1, b : b + w + 1], weight, self.bias
+            )
         return out
 
 
