@@ -233,6 +233,7 @@ def test_wrong_shapes_in_a_checkpoint_are_named(tmp_path, photo_dir, painting):
         ({"trainer.precision": "16-mixed"}, "bf16"),
         ({"loss.content_layer": "relu9_1"}, "relu9_1"),
         ({"trainer.steps": 0}, "trainer.steps"),
+        ({"trainer.steps": 4, "trainer.lr_decay_steps": 5}, "lr_decay_steps=5 is more than"),
         # Found by tests/test_fuzz.py: it crashed inside D's first step.
         ({"data.image_size": 16, "model.discriminator.n_layers": 3}, "at least 24 px"),
     ],
@@ -283,6 +284,18 @@ def test_warmup_steps_train_g_on_content_only(tmp_path, photo_dir, painting):
     assert ckpt["gan_stylizer"]["g_step"] == 2
     assert ckpt["global_step"] == 2  # only G stepped: one optimizer step per batch
     assert ckpt["optimizer_states"][1]["state"] == {}  # D's Adam never stepped
+
+
+def test_lr_decay_takes_both_rates_down_over_the_last_steps(tmp_path, photo_dir, painting):
+    settings = {"trainer.steps": 4, "trainer.warmup_steps": 1, "trainer.lr_decay_steps": 2}
+    cfg = tiny_config(photo_dir, painting, **settings)
+    last = run(cfg, tmp_path / "run")
+    g, d = torch.load(last, weights_only=True)["optimizer_states"]
+    # The final step (g_step 3 of 4) ran at 1/2 of each rate; steps 0 and 1 at the full ones.
+    assert g["param_groups"][0]["lr"] == pytest.approx(cfg.trainer.lr_g / 2)
+    assert d["param_groups"][0]["lr"] == pytest.approx(cfg.trainer.lr_d / 2)
+    step1 = torch.load(tmp_path / "run/checkpoints/step_000002.ckpt", weights_only=True)
+    assert step1["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(cfg.trainer.lr_g)
 
 
 def test_resume_refuses_a_checkpoint_of_another_style_or_model(tmp_path, photo_dir, painting):

@@ -111,8 +111,21 @@ class StylizerSystem(L.LightningModule):
 
     # ---- one batch -------------------------------------------------------------------------
 
+    def lr_factor(self) -> float:
+        """The learning rates' share of trainer.lr_g/lr_d at this generator step: 1, then over
+        the last trainer.lr_decay_steps steps linearly down to 1/lr_decay_steps at the final
+        one. A function of g_step alone, so a resumed run sets what an uninterrupted one had."""
+        t = self.cfg.trainer
+        if t.lr_decay_steps <= 0:
+            return 1.0
+        return min(1.0, max(t.steps - self.g_step, 1) / t.lr_decay_steps)
+
     def training_step(self, content: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        factor = self.lr_factor()
+        for opt, base in ((opt_g, self.cfg.trainer.lr_g), (opt_d, self.cfg.trainer.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
         loss_cfg = self.cfg.loss
         warming_up = self.g_step < self.cfg.trainer.warmup_steps
         adversarial = loss_cfg.adv > 0 and not warming_up
@@ -134,6 +147,8 @@ class StylizerSystem(L.LightningModule):
         self.log_dict({k: v.float() for k, v in logs.items()}, on_step=True)
         self.log("train/nonfinite_skipped", float(self.nonfinite_total), on_step=True)
         self.log("g_step", float(self.g_step), on_step=True, prog_bar=True)
+        if self.cfg.trainer.lr_decay_steps:
+            self.log("train/lr_factor", factor, on_step=True)
 
     def _sample_strength(self, batch_size: int) -> torch.Tensor:
         """One style strength per image (dial.sample_strengths), drawn per (seed, rank, step)

@@ -112,6 +112,9 @@ class TrainerConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's, for both
     ema_decay: float = 0.999  # G_ema, the generator that is saved for inference
     warmup_steps: int = 50  # content-only generator steps before style and D kick in
+    # The last this many generator steps of trainer.steps take both learning rates linearly
+    # down to 0 (CycleGAN's schedule); 0 = constant rates throughout.
+    lr_decay_steps: int = 0
     clip_grad: float = 0.0  # max grad norm for G and D (0 = off)
     max_nonfinite: int = 10  # consecutive skipped steps before the run stops
     ckpt_every: int = 500  # generator steps between writes of last.ckpt (at most this is lost)

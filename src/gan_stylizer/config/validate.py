@@ -147,6 +147,11 @@ def validate_train(cfg: TrainConfig) -> None:
         if not 0 <= beta < 1:
             raise ConfigError(f"trainer.betas={list(t.betas)}: each in [0, 1)")
     _positive("trainer.warmup_steps", t.warmup_steps, allow_zero=True)
+    _positive("trainer.lr_decay_steps", t.lr_decay_steps, allow_zero=True)
+    if t.lr_decay_steps > t.steps:
+        raise ConfigError(
+            f"trainer.lr_decay_steps={t.lr_decay_steps} is more than trainer.steps={t.steps}"
+        )
     if not 0 <= t.ema_decay < 1:
         raise ConfigError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1)")
     if str(t.precision) == "16-mixed":
