@@ -28,7 +28,10 @@ DECODER_HALO = 4
 FEATHER = 8  # output px each side of a seam over which neighbouring tiles are blended
 
 
-CHUNK_ELEMENTS = 2**24  # elements per chunk when a whole buffer is normalized in place
+CHUNK_ELEMENTS = 2**22  # elements per chunk when a whole buffer is normalized in place
+
+
+STRIP_ELEMENTS = 2**22  # elements per strip of an in-place convolution (its input: 16 MB)
 
 
 class Upsample(nn.Module):

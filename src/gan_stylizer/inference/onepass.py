@@ -19,8 +19,9 @@ the pixels) are kept whole; everything at full or half resolution exists one til
    per-channel mean and variance over the whole image (the earlier layers use the statistics
    already found); a last pass writes the trunk input.
 2. Trunk, block by block: its first convolution is written tile by tile into a second buffer and
-   normalized with that buffer's statistics; the second convolution's statistics take one pass,
-   and a second pass adds its normalized output to the trunk in place.
+   normalized with that buffer's statistics; the second convolution runs over that buffer in
+   place, in whole-width strips from the top (each keeps aside the one row its successor reads
+   as it was), gathering its statistics; its output, normalized, is then added to the trunk.
 3. Decoder: one statistics pass per norm layer, then the output, tile by tile.
 
 Every tile is cut with more context (a halo) than the layers it goes through can see, so each
@@ -44,6 +45,7 @@ from gan_stylizer.inference.layers import (
     DECODER_HALO,
     ENCODER_HALO,
     FEATHER,
+    STRIP_ELEMENTS,
     Moments,
     RowFoldedConv,
     Stats,
@@ -56,6 +58,7 @@ from gan_stylizer.inference.layers import (
     needs_stats,
     ramp,
     run_ops,
+    spans,
     tile_grid,
 )
 from gan_stylizer.models.generator import (
@@ -168,22 +171,22 @@ class OnePass:
         split = last_norm(self.encoder)
         for norm in filter(needs_stats, self.encoder[:split]):
             stats[norm] = self._moments(x, 4, grid, self.encoder[: self.encoder.index(norm)], stats)
-        trunk = self._store(x, 4, grid, self.encoder[:split], stats)
+        trunk = self._store(x, 4, grid, self.encoder[:split], stats, self.encoder[split])
         del x
         self._pointwise(trunk, self.encoder[split:], stats)
 
-        # Trunk: each block's hidden activation whole, its output added in place.
+        # Trunk: each block's hidden activation whole; its second convolution written over it
+        # in place, then added to the trunk normalized.
         grid = tile_grid(hq, wq, step, 1)
         for block in self.blocks:
             first, pad, conv, norm = block.body
-            hidden = self._store(trunk, 1, grid, list(first)[:2], stats)
-            self._pointwise(hidden, list(first)[2:], stats)
-            if needs_stats(norm):
-                stats[norm] = self._moments(hidden, 1, grid, [pad, conv], stats)
-            for t in grid:  # reads hidden only, so writing the trunk in place is safe
-                y = apply_norm(norm, t.owned(conv(pad(t.crop(hidden, 1))), 1), stats)
-                t.region(trunk).add_(y)
-            del hidden
+            ops = list(first)
+            hidden = self._store(trunk, 1, grid, ops[:2], stats, ops[2])
+            self._pointwise(hidden, ops[2:], stats)
+            self._convolve_in_place(hidden, [pad, conv], stats, norm)
+            for rows, out in zip(chunks(hidden), chunks(trunk), strict=True):
+                out.add_(apply_norm(norm, rows, stats))
+            del hidden, rows, out  # the views too: they hold the whole buffer
 
         # Decoder: statistics of each norm, then the output tiles, blended.
         grid = tile_grid(hq, wq, step, DECODER_HALO)
@@ -216,12 +219,20 @@ class OnePass:
         return moments.result()
 
     def _store(
-        self, src: torch.Tensor, unit: int, grid: list[Tile], ops: list[nn.Module], stats: Stats
+        self,
+        src: torch.Tensor,
+        unit: int,
+        grid: list[Tile],
+        ops: list[nn.Module],
+        stats: Stats,
+        norm: nn.Module | None = None,
     ) -> torch.Tensor:
-        """The 1/4-resolution activation that `ops` compute from src, assembled whole."""
+        """The 1/4-resolution activation that `ops` compute from src, assembled whole; with
+        `norm` (the op that follows, if it needs them), its image-wide statistics too."""
         if density(ops, unit) != 1:
             raise AssertionError("only 1/4-resolution activations are stored whole")
         hq, wq = grid[-1].r1, grid[-1].c1
+        moments = Moments() if norm is not None and needs_stats(norm) else None
         buffer = None
         for t in grid:
             y = t.owned(run_ops(ops, t.crop(src, unit), stats), 1)
@@ -230,16 +241,51 @@ class OnePass:
                     memory_format=torch.channels_last
                 )
             t.region(buffer)[...] = y
+            if moments is not None:
+                moments.add(y)
+        if moments is not None:
+            stats[norm] = moments.result()
         return buffer
+
+    def _convolve_in_place(
+        self, buffer: torch.Tensor, ops: list[nn.Module], stats: Stats, norm: nn.Module
+    ) -> None:
+        """buffer <- ops(buffer), for ops that keep the shape and read one pixel around each
+        output (reflection pad 1, 3x3 conv), in whole-width strips from the top, in place: each
+        strip reads the row above it as it was, kept aside before its strip overwrote it. With
+        the statistics of `norm`, the op that follows, if it needs them. One convolution pass
+        and no second buffer, where a statistics pass and an output pass would take two."""
+        if density(ops, 1) != 1:
+            raise AssertionError("an in-place convolution keeps the resolution")
+        batch, channels, height, width = buffer.shape
+        rows = max(1, STRIP_ELEMENTS // (batch * channels * width))
+        moments = Moments() if needs_stats(norm) else None
+        above = None  # the row above the strip, as it was
+        for r0, r1 in spans(height, rows):
+            below = buffer[..., r0 : min(r1 + 1, height), :]
+            crop = below if above is None else torch.cat([above, below], dim=-2)
+            top = 0 if above is None else 1
+            y = run_ops(ops, crop, stats)[..., top : top + r1 - r0, :]
+            above = buffer[..., r1 - 1 : r1, :].clone()
+            buffer[..., r0:r1, :] = y
+            if moments is not None:
+                moments.add(y)
+        if moments is not None:
+            stats[norm] = moments.result()
 
     def _pointwise(self, buffer: torch.Tensor, ops: list[nn.Module], stats: Stats) -> None:
         """Apply pointwise ops (a norm with the buffer's own statistics, ReLU) in place."""
-        rows = max(1, CHUNK_ELEMENTS // (buffer.shape[0] * buffer.shape[1] * buffer.shape[3]))
-        chunks = [buffer[..., r : r + rows, :] for r in range(0, buffer.shape[-2], rows)]
         for op in filter(needs_stats, ops):
-            moments = Moments()
-            for chunk in chunks:
-                moments.add(chunk)
-            stats[op] = moments.result()
-        for chunk in chunks:
+            if op not in stats:
+                moments = Moments()
+                for chunk in chunks(buffer):
+                    moments.add(chunk)
+                stats[op] = moments.result()
+        for chunk in chunks(buffer):
             chunk.copy_(run_ops(ops, chunk, stats))
+
+
+def chunks(buffer: torch.Tensor) -> list[torch.Tensor]:
+    """A whole 1/4-resolution buffer as views of whole-width row strips, CHUNK_ELEMENTS each."""
+    rows = max(1, CHUNK_ELEMENTS // (buffer.shape[0] * buffer.shape[1] * buffer.shape[3]))
+    return [buffer[..., r : r + rows, :] for r in range(0, buffer.shape[-2], rows)]
