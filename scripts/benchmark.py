@@ -10,7 +10,8 @@ stdout (a benchmark, not a test).
   a fresh process, and its RSS before the image, both in MiB);
 - onnxruntime on the exported ONNX model against PyTorch fp32 eager, at the same sizes;
 - one full training step (batch 4, 256 px crops, D then G with every loss term, caffe VGG19),
-  in fp32, and under bf16 autocast where bf16 is native;
+  and one of the default recipe (R1 and TV off), in fp32, and under bf16 autocast where bf16 is
+  native;
 - the frames per second of a 720p clip through `python stylize.py` (a subprocess, start-up
   included and also subtracted), where PyAV is installed;
 - --peer PATH (a pytorch/examples checkout; nothing of it is vendored here): its
@@ -308,6 +309,10 @@ def peer_ratios(result: dict, crop: int) -> dict:
     if "fp32_s" in step:
         peer_step = peer[f"train_step_batch4_{crop}px_s"]
         ratios["train_step_fp32"] = round(peer_step / step["fp32_s"], 2)
+        if "default_recipe_fp32_s" in step:
+            ratios["train_step_default_recipe_fp32"] = round(
+                peer_step / step["default_recipe_fp32_s"], 2
+            )
     return ratios
 
 
@@ -351,33 +356,38 @@ def main() -> None:
     if device.type == "cpu":
         height, width = (540, 960) if args.quick else (2160, 3840)
         tile = "256" if args.quick else "auto"
-        result["large_image"] = large_image(args.ckpt, height, width, tile)
+        large = result["large_image"] = large_image(args.ckpt, height, width, tile)
+        # Time per pixel against the largest untiled size's default path (the tiles' target).
+        size = max(sizes)
+        whole = result["generator_inference"][f"{size}x{size}"]["default_s"] / size**2
+        tiled = large["seconds"] / (height * width)
+        large["us_per_pixel"] = round(tiled * 1e6, 2)
+        large[f"per_pixel_vs_{size}"] = round(tiled / whole, 2)
     result["onnx"] = onnx_vs_pytorch(load(args.ckpt), sizes, repeats)
 
-    cfg = TrainConfig()
-    cfg.loss.adv, cfg.loss.tv, cfg.loss.r1 = 0.1, 1.0, 1.0
-    cfg.trainer.warmup_steps = 0  # time the full step: D, then G with every term
-    system = StylizerSystem(cfg, build_criterion(cfg.loss), torch.rand(1, 3, 320, 512)).to(device)
-    opt_g, opt_d = system.configure_optimizers()
-    system.optimizers = lambda: (opt_g, opt_d)  # outside a Trainer
-    system.manual_backward = lambda loss, *a: loss.backward(*a)
-    system.log = system.log_dict = lambda *a, **k: None
-    system.toggled_optimizer = functools.partial(_Toggled, system)
-    system.trainer = _NoTrainer()  # training_step asks the trainer to agree on finite losses
     crop = 64 if args.quick else 256
     batch = torch.rand(4, 3, crop, crop, device=device)
     step = {}
-    # fp32 always; bf16 autocast only where bf16 is native (emulated, one step takes minutes).
-    for name, autocast in (("fp32", False), ("bf16_autocast", True)):
-        if autocast and not use_bf16:
-            continue
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            try:
-                seconds = timed(lambda: system.training_step(batch, 0), repeats)
-            except (AttributeError, RuntimeError) as err:  # the system needs more of a Trainer
-                step[f"{name}_error"] = f"{type(err).__name__}: {err}"
+    # Every loss term (R1 and TV on, which the default recipe leaves off), and the default
+    # recipe as `train.py` runs it. fp32 always; bf16 autocast only where bf16 is native
+    # (emulated, one step takes minutes).
+    for recipe, terms in (("", (0.1, 1.0, 1.0)), ("default_recipe_", None)):
+        cfg = TrainConfig()
+        if terms is not None:
+            cfg.loss.adv, cfg.loss.tv, cfg.loss.r1 = terms
+        cfg.trainer.warmup_steps = 0  # time the full step: D, then G with every term
+        system = StylizerSystem(cfg, build_criterion(cfg.loss), torch.rand(1, 3, 320, 512))
+        system = outside_a_trainer(system.to(device))
+        for name, autocast in (("fp32", False), ("bf16_autocast", True)):
+            if autocast and not use_bf16:
                 continue
-            step[f"{name}_s"] = round(seconds, 3)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                try:
+                    seconds = timed(functools.partial(system.training_step, batch, 0), repeats)
+                except (AttributeError, RuntimeError) as err:  # it needs more of a Trainer
+                    step[f"{recipe}{name}_error"] = f"{type(err).__name__}: {err}"
+                    continue
+                step[f"{recipe}{name}_s"] = round(seconds, 3)
     result[f"train_step_batch4_{crop}px"] = step
     if device.type == "cpu":
         video_size = (320, 180) if args.quick else (1280, 720)
@@ -386,6 +396,17 @@ def main() -> None:
         result["peer"] = peer_figures(peer, sizes, crop, repeats, device)
         result["peer_ratios"] = peer_ratios(result, crop)
     print(json.dumps(result, indent=2))
+
+
+def outside_a_trainer(system):
+    """The system with what training_step asks of a Lightning Trainer, for one process."""
+    opt_g, opt_d = system.configure_optimizers()
+    system.optimizers = lambda: (opt_g, opt_d)
+    system.manual_backward = lambda loss, *a: loss.backward(*a)
+    system.log = system.log_dict = lambda *a, **k: None
+    system.toggled_optimizer = functools.partial(_Toggled, system)
+    system.trainer = _NoTrainer()  # training_step asks the trainer to agree on finite losses
+    return system
 
 
 class _NoTrainer:
