@@ -220,13 +220,19 @@ class Moments:
         self.count = 0
         self.mean = self.m2 = torch.zeros(())
 
-    def add(self, x: torch.Tensor) -> None:
-        x = x.float()
+    def add(self, x: torch.Tensor, consume: bool = False) -> None:
+        """consume: x is a temporary that may be overwritten (saves a copy where it is dense).
+
+        The sums run on a dense channels-last copy: on a tile's owned part, a strided view,
+        PyTorch's CPU reductions run at a third of the speed (and the copy costs less)."""
+        scratch = x.float().contiguous(memory_format=torch.channels_last)
+        if not consume and scratch.data_ptr() == x.data_ptr():
+            scratch = scratch.clone()
         n = x.shape[-2] * x.shape[-1]
         if n == 0:
             return
-        mean = x.mean((2, 3), keepdim=True)
-        m2 = (x - mean).square_().sum((2, 3), keepdim=True).double()
+        mean = scratch.mean((2, 3), keepdim=True)
+        m2 = scratch.sub_(mean).square_().sum((2, 3), keepdim=True).double()
         mean = mean.double()
         total = self.count + n
         delta = mean - self.mean

@@ -175,15 +175,14 @@ class OnePass:
         del x
         self._pointwise(trunk, self.encoder[split:], stats)
 
-        # Trunk: each block's hidden activation whole; its second convolution written over it
-        # in place, then added to the trunk normalized.
-        grid = tile_grid(hq, wq, step, 1)
+        # Trunk, in whole-width strips: each block's hidden activation whole, its second
+        # convolution written over it in place, then added to the trunk normalized.
         for block in self.blocks:
             first, pad, conv, norm = block.body
             ops = list(first)
-            hidden = self._store(trunk, 1, grid, ops[:2], stats, ops[2])
+            hidden = self._convolve(trunk, ops[:2], stats, ops[2])
             self._pointwise(hidden, ops[2:], stats)
-            self._convolve_in_place(hidden, [pad, conv], stats, norm)
+            self._convolve(hidden, [pad, conv], stats, norm, in_place=True)
             for rows, out in zip(chunks(hidden), chunks(trunk), strict=True):
                 out.add_(apply_norm(norm, rows, stats))
             del hidden, rows, out  # the views too: they hold the whole buffer
@@ -215,7 +214,7 @@ class OnePass:
         unit_out = density(ops, unit)
         moments = Moments()
         for t in grid:
-            moments.add(t.owned(run_ops(ops, t.crop(src, unit), stats), unit_out))
+            moments.add(t.owned(run_ops(ops, t.crop(src, unit), stats), unit_out), consume=True)
         return moments.result()
 
     def _store(
@@ -242,36 +241,53 @@ class OnePass:
                 )
             t.region(buffer)[...] = y
             if moments is not None:
-                moments.add(y)
+                moments.add(y, consume=True)
         if moments is not None:
             stats[norm] = moments.result()
         return buffer
 
-    def _convolve_in_place(
-        self, buffer: torch.Tensor, ops: list[nn.Module], stats: Stats, norm: nn.Module
-    ) -> None:
-        """buffer <- ops(buffer), for ops that keep the shape and read one pixel around each
-        output (reflection pad 1, 3x3 conv), in whole-width strips from the top, in place: each
-        strip reads the row above it as it was, kept aside before its strip overwrote it. With
-        the statistics of `norm`, the op that follows, if it needs them. One convolution pass
+    def _convolve(
+        self,
+        src: torch.Tensor,
+        ops: list[nn.Module],
+        stats: Stats,
+        norm: nn.Module,
+        in_place: bool = False,
+    ) -> torch.Tensor:
+        """ops(src), for ops that keep the resolution and read one pixel around each output
+        (reflection pad 1, 3x3 conv), in whole-width strips from the top, with the statistics
+        of `norm`, the op that follows, if it needs them.
+
+        in_place: written over src, whose rows a later strip still reads: each strip reads the
+        row above it as it was, kept aside before its strip overwrote it. One convolution pass
         and no second buffer, where a statistics pass and an output pass would take two."""
-        if density(ops, 1) != 1:
-            raise AssertionError("an in-place convolution keeps the resolution")
-        batch, channels, height, width = buffer.shape
+        if density(ops, 1) != 1 or not all(
+            isinstance(op, nn.Conv2d | nn.ReflectionPad2d) for op in ops
+        ):
+            raise AssertionError("strips expect a reflection pad 1 and a 3x3 convolution")
+        batch, channels, height, width = src.shape
         rows = max(1, STRIP_ELEMENTS // (batch * channels * width))
         moments = Moments() if needs_stats(norm) else None
-        above = None  # the row above the strip, as it was
+        dst = src if in_place else None
+        above = None  # in place: the row above the strip, as it was
         for r0, r1 in spans(height, rows):
-            below = buffer[..., r0 : min(r1 + 1, height), :]
-            crop = below if above is None else torch.cat([above, below], dim=-2)
-            top = 0 if above is None else 1
+            top = 1 if r0 > 0 else 0
+            crop = src[..., r0 - top * (not in_place) : min(r1 + 1, height), :]
+            if above is not None:
+                crop = torch.cat([above, crop], dim=-2)
             y = run_ops(ops, crop, stats)[..., top : top + r1 - r0, :]
-            above = buffer[..., r1 - 1 : r1, :].clone()
-            buffer[..., r0:r1, :] = y
+            if dst is None:
+                dst = y.new_empty((batch, y.shape[1], height, width)).contiguous(
+                    memory_format=torch.channels_last
+                )
+            if in_place:
+                above = src[..., r1 - 1 : r1, :].clone()
+            dst[..., r0:r1, :] = y
             if moments is not None:
-                moments.add(y)
+                moments.add(y, consume=True)
         if moments is not None:
             stats[norm] = moments.result()
+        return dst
 
     def _pointwise(self, buffer: torch.Tensor, ops: list[nn.Module], stats: Stats) -> None:
         """Apply pointwise ops (a norm with the buffer's own statistics, ReLU) in place."""
