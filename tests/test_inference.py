@@ -208,3 +208,20 @@ def test_upsampling_conv_at_low_resolution_equals_upsample_pad_conv(size):
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() < 1e-5
     assert any(isinstance(op, SubpixelConv) for op in OnePass(make_generator()).decoder)
+
+
+def test_each_tiled_pass_cuts_its_tiles_with_the_halo_its_own_ops_need():
+    from torch import nn
+
+    from gan_stylizer.inference.layers import FEATHER, halo, last_norm, needs_stats
+
+    tiler = OnePass(Generator().eval())
+    enc, dec = tiler.encoder, tiler.decoder
+    # Encoder: the 9x9 conv reaches 4 px (1 at 1/4 res); then a stride-2 conv 3 px at 1/2 res;
+    # the trunk input 2 px at 1/4 res. Decoder: 1 and 3 px (1 at 1/4 res) for its norms' passes,
+    # 7 px and the blend's FEATHER for the output (4).
+    assert [halo(enc[: enc.index(n)], 4) for n in filter(needs_stats, enc)] == [1, 2, 2]
+    assert halo(enc[: last_norm(enc)], 4) == 2
+    assert [halo(dec[: dec.index(n)], 1) for n in filter(needs_stats, dec)] == [1, 1]
+    assert halo(dec, 1, FEATHER) == 4
+    assert halo([nn.ReflectionPad2d(1), nn.Conv2d(3, 3, 3), nn.GELU()], 1, fallback=7) == 7

@@ -15,10 +15,11 @@ from torch import nn
 
 from gan_stylizer.models.generator import ConvLayer, UpsampleConv
 
-# Halos in 1/4-resolution pixels. Encoder: an output pixel of the third layer sees 7 input
-# pixels each way (9x9 conv, then two stride-2 3x3 convs), so 2 (8 px) would do. Decoder: a
-# padding error at a tile's edge reaches 7 output pixels in (3x3 at 1/2, 3x3 and 9x9 at full
-# resolution); 4 (16 px) leaves room for the FEATHER px each tile keeps beyond its own area.
+# Halos in 1/4-resolution pixels, where `halo` cannot follow an op: the encoder's output pixel
+# sees 7 input pixels each way (9x9 conv, then two stride-2 3x3 convs), so 2 (8 px) would do;
+# in the decoder a padding error at a tile's edge reaches 7 output pixels in (3x3 at 1/2, 3x3
+# and 9x9 at full resolution), and 4 (16 px) leaves room for the FEATHER px each tile keeps
+# beyond its own area.
 ENCODER_HALO = 3
 
 
@@ -275,6 +276,38 @@ def spans(n: int, step: int) -> list[tuple[int, int]]:
     """range(n) in ceil(n/step) consecutive spans of nearly equal length (≥ step/2 if several)."""
     k = max(1, -(-n // step))
     return [(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
+PADS = (nn.ReflectionPad2d, nn.ReplicationPad2d, nn.ZeroPad2d, nn.ConstantPad2d)
+POINTWISE = (
+    nn.InstanceNorm2d,
+    nn.BatchNorm2d,
+    nn.Identity,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+)
+
+
+def halo(ops: list[nn.Module], unit: int, margin: int = 0, fallback: int = DECODER_HALO) -> int:
+    """The halo (1/4-resolution px) a tile needs so that `ops`, run on its crop from src with
+    `unit` px per 1/4-res px, compute every pixel it keeps (and `margin` output px beyond) as
+    on the whole image: how far in from a crop's edge the wrong values that padding puts there
+    reach. `fallback` for an op it cannot follow."""
+    reach = 0  # wrong pixels at an edge of the current activation
+    for op in ops:
+        if isinstance(op, PADS):
+            reach += max(op.padding) if isinstance(op.padding, tuple) else op.padding
+        elif isinstance(op, nn.Conv2d) and op.dilation == (1, 1):
+            reach = -(-(reach + op.padding[0]) // op.stride[0])
+        elif isinstance(op, SubpixelConv):  # up x2, pad 1, 3x3 conv
+            reach = 2 * reach + 1
+        elif isinstance(op, Upsample):
+            reach *= 2
+        elif not isinstance(op, (RowFoldedConv, *POINTWISE)):  # RowFoldedConv: unpadded, stride 1
+            return fallback
+    return -(-(reach + margin) // density(ops, unit))
 
 
 def tile_grid(hq: int, wq: int, step: int, halo: int) -> list[Tile]:

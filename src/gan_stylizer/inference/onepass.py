@@ -54,6 +54,7 @@ from gan_stylizer.inference.layers import (
     chain,
     density,
     fold_upsampling,
+    halo,
     last_norm,
     needs_stats,
     ramp,
@@ -166,12 +167,17 @@ class OnePass:
         step = tile // 4
         stats: Stats = dict(film)
 
-        # Encoder: statistics of every norm before the last, then the trunk input.
-        grid = tile_grid(hq, wq, step, ENCODER_HALO)
+        # Encoder: statistics of every norm before the last, then the trunk input. Each pass
+        # cuts its tiles with the halo its own ops need.
+        def grid(ops: list[nn.Module], unit: int, margin: int = 0, fallback: int = 0):
+            return tile_grid(hq, wq, step, halo(ops, unit, margin, fallback))
+
         split = last_norm(self.encoder)
         for norm in filter(needs_stats, self.encoder[:split]):
-            stats[norm] = self._moments(x, 4, grid, self.encoder[: self.encoder.index(norm)], stats)
-        trunk = self._store(x, 4, grid, self.encoder[:split], stats, self.encoder[split])
+            ops = self.encoder[: self.encoder.index(norm)]
+            stats[norm] = self._moments(x, 4, grid(ops, 4, 0, ENCODER_HALO), ops, stats)
+        ops = self.encoder[:split]
+        trunk = self._store(x, 4, grid(ops, 4, 0, ENCODER_HALO), ops, stats, self.encoder[split])
         del x
         self._pointwise(trunk, self.encoder[split:], stats)
 
@@ -188,13 +194,11 @@ class OnePass:
             del hidden, rows, out  # the views too: they hold the whole buffer
 
         # Decoder: statistics of each norm, then the output tiles, blended.
-        grid = tile_grid(hq, wq, step, DECODER_HALO)
         for norm in filter(needs_stats, self.decoder):
-            stats[norm] = self._moments(
-                trunk, 1, grid, self.decoder[: self.decoder.index(norm)], stats
-            )
+            ops = self.decoder[: self.decoder.index(norm)]
+            stats[norm] = self._moments(trunk, 1, grid(ops, 1, 0, DECODER_HALO), ops, stats)
         out = torch.zeros(trunk.shape[0], 3, hq * 4, wq * 4, device=trunk.device)
-        for t in grid:
+        for t in grid(self.decoder, 1, FEATHER, DECODER_HALO):
             y = torch.sigmoid(run_ops(self.decoder, t.crop(trunk, 1), stats).float())
             lead, trail = t.r0 > 0, t.r1 < hq
             left, right = t.c0 > 0, t.c1 < wq
