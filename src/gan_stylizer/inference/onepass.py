@@ -28,8 +28,8 @@ Every tile is cut with more context (a halo) than the layers it goes through can
 pixel it keeps is the pixel the untiled network computes: tiled output equals untiled output up
 to floating-point rounding. Neighbouring output tiles overlap by 2·FEATHER pixels and are blended
 with linear weights that sum to one, which hides what rounding differences remain (bf16).
-Cost: about 1.5-2x the untiled forward pass; memory: the input, the output, two trunk buffers
-(about 2x16 bytes per input pixel in bf16) and one tile's activations.
+Cost per pixel: about that of an untiled 1024² pass; memory: the input, the output, two trunk
+buffers (about 2x16 bytes per input pixel in bf16) and one tile's activations.
 """
 
 from __future__ import annotations
