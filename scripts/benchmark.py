@@ -375,7 +375,7 @@ def main() -> None:
         cfg = TrainConfig()
         if terms is not None:
             cfg.loss.adv, cfg.loss.tv, cfg.loss.r1 = terms
-        cfg.trainer.warmup_steps = 0  # time the full step: D, then G with every term
+        cfg.trainer.warmup_steps = 0  # time the full step: D, then G with its adversarial term
         system = StylizerSystem(cfg, build_criterion(cfg.loss), torch.rand(1, 3, 320, 512))
         system = outside_a_trainer(system.to(device))
         for name, autocast in (("fp32", False), ("bf16_autocast", True)):

@@ -221,14 +221,12 @@ class Moments:
         self.count = 0
         self.mean = self.m2 = torch.zeros(())
 
-    def add(self, x: torch.Tensor, consume: bool = False) -> None:
-        """consume: x is a temporary that may be overwritten (saves a copy where it is dense).
+    def add_(self, x: torch.Tensor) -> None:
+        """Add a region; x is a temporary, and it is overwritten where it is dense.
 
-        The sums run on a dense channels-last copy: on a tile's owned part, a strided view,
-        PyTorch's CPU reductions run at a third of the speed (and the copy costs less)."""
+        The sums run on a dense channels-last form of x: on a tile's owned part, a strided
+        view, PyTorch's CPU reductions run at a third of the speed (and the copy costs less)."""
         scratch = x.float().contiguous(memory_format=torch.channels_last)
-        if not consume and scratch.data_ptr() == x.data_ptr():
-            scratch = scratch.clone()
         n = x.shape[-2] * x.shape[-1]
         if n == 0:
             return
@@ -298,8 +296,8 @@ def halo(ops: list[nn.Module], unit: int, margin: int = 0, fallback: int = DECOD
     reach = 0  # wrong pixels at an edge of the current activation
     for op in ops:
         if isinstance(op, PADS):
-            reach += max(op.padding) if isinstance(op.padding, tuple) else op.padding
-        elif isinstance(op, nn.Conv2d) and op.dilation == (1, 1):
+            reach += max(op.padding)
+        elif isinstance(op, nn.Conv2d) and op.dilation == (1, 1) and op.padding != "same":
             reach = -(-(reach + op.padding[0]) // op.stride[0])
         elif isinstance(op, SubpixelConv):  # up x2, pad 1, 3x3 conv
             reach = 2 * reach + 1

@@ -169,7 +169,7 @@ class OnePass:
 
         # Encoder: statistics of every norm before the last, then the trunk input. Each pass
         # cuts its tiles with the halo its own ops need.
-        def grid(ops: list[nn.Module], unit: int, margin: int = 0, fallback: int = 0):
+        def grid(ops: list[nn.Module], unit: int, margin: int, fallback: int) -> list[Tile]:
             return tile_grid(hq, wq, step, halo(ops, unit, margin, fallback))
 
         split = last_norm(self.encoder)
@@ -218,7 +218,7 @@ class OnePass:
         unit_out = density(ops, unit)
         moments = Moments()
         for t in grid:
-            moments.add(t.owned(run_ops(ops, t.crop(src, unit), stats), unit_out), consume=True)
+            moments.add_(t.owned(run_ops(ops, t.crop(src, unit), stats), unit_out))
         return moments.result()
 
     def _store(
@@ -245,7 +245,7 @@ class OnePass:
                 )
             t.region(buffer)[...] = y
             if moments is not None:
-                moments.add(y, consume=True)
+                moments.add_(y)
         if moments is not None:
             stats[norm] = moments.result()
         return buffer
@@ -288,19 +288,16 @@ class OnePass:
                 above = src[..., r1 - 1 : r1, :].clone()
             dst[..., r0:r1, :] = y
             if moments is not None:
-                moments.add(y, consume=True)
+                moments.add_(y)
         if moments is not None:
             stats[norm] = moments.result()
         return dst
 
     def _pointwise(self, buffer: torch.Tensor, ops: list[nn.Module], stats: Stats) -> None:
-        """Apply pointwise ops (a norm with the buffer's own statistics, ReLU) in place."""
-        for op in filter(needs_stats, ops):
-            if op not in stats:
-                moments = Moments()
-                for chunk in chunks(buffer):
-                    moments.add(chunk)
-                stats[op] = moments.result()
+        """Apply pointwise ops (a norm with the buffer's statistics, gathered as it was
+        written, and ReLU) in place."""
+        if any(needs_stats(op) and op not in stats for op in ops):
+            raise AssertionError("a norm's image-wide statistics were not gathered")
         for chunk in chunks(buffer):
             chunk.copy_(run_ops(ops, chunk, stats))
 
