@@ -273,29 +273,46 @@ def report(argv: list[str]) -> None:
             f"{'–' if eq is None else f'{eq:.1f}'} ({s.get('eq_reached')}/{s.get('eq_photos')}, "
             f"{s.get('eq_max_steps')}) |"
         )
-    hardware = sorted({m.manifest.get("hardware", "") for m in models} - {""})
-    lines += ["", f"Trained on: {'; '.join(hardware) or 'see each manifest'}.", ""]
-    lines += recipe_lines([m.manifest.get("recipe", {}) for m in models])
+    lines += ["", *shared_lines("Trained on", {m.name: m.manifest.get("hardware") for m in models})]
+    lines += recipe_lines({m.name: m.manifest.get("recipe", {}) for m in models})
     (out / "zoo.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {out / 'zoo.md'} and {gallery}")
 
 
-def recipe_lines(recipes: list[dict]) -> list[str]:
-    """The training command the manifests share, and the keys where they differ."""
-    recipes = [{k: v for k, v in r.items() if k != "style.name"} for r in recipes]
-    common = {k: v for k, v in recipes[0].items() if all(r.get(k, object()) == v for r in recipes)}
-    differ = sorted({k for r in recipes for k in r} - set(common))
+def shared_lines(label: str, values: dict[str, str | None]) -> list[str]:
+    """'label: value.' where every model shares it, else one line per value with its models."""
+    groups: dict[str, list[str]] = {}
+    for name, value in values.items():
+        groups.setdefault(value or "see the manifest", []).append(name)
+    if len(groups) == 1:
+        return [f"{label}: {next(iter(groups))}.", ""]
+    return [f"{label}:", *(f"- {', '.join(n)}: {v}." for v, n in groups.items()), ""]
+
+
+def recipe_lines(recipes: dict[str, dict]) -> list[str]:
+    """The training command the manifests share, and each key where they differ with each
+    model's value."""
+    recipes = {n: {k: v for k, v in r.items() if k != "style.name"} for n, r in recipes.items()}
+    first = next(iter(recipes.values()))
+    common = {
+        k: v for k, v in first.items() if all(r.get(k, object()) == v for r in recipes.values())
+    }
+    differ = sorted({k for r in recipes.values() for k in r} - set(common))
 
     def value(v) -> str:
-        return str(v).lower() if isinstance(v, bool) else str(v)
+        return "(default)" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
     keys = " ".join(f"{k}={value(v)}" for k, v in common.items())
     lines = [
         "The recipe (every key that differs from the defaults; data paths shortened to their "
         f"last two parts): `python train.py style=<name> {keys}`."
     ]
-    if differ:
-        lines.append(f"The models differ in: {', '.join(f'`{k}`' for k in differ)}.")
+    for key in differ:
+        groups: dict[str, list[str]] = {}
+        for name, r in recipes.items():
+            groups.setdefault(value(r.get(key)), []).append(name)
+        each = "; ".join(f"{', '.join(n)}: {v}" for v, n in groups.items())
+        lines.append(f"- `{key}` differs: {each}.")
     return [*lines, ""]
 
 

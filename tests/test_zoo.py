@@ -4,6 +4,7 @@ stylizes; stylize.py, export and the Python API take zoo names; unknown names li
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -117,3 +118,26 @@ def test_the_models_command_lists_the_zoo():
     assert done.returncode == 0, done.stderr
     for name in NAMES:
         assert name in done.stdout
+
+
+def test_the_zoo_page_says_which_model_has_which_recipe_and_hardware():
+    spec = importlib.util.spec_from_file_location("zoo_script", REPO / "scripts" / "zoo.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    recipes = {
+        "a": {"style.name": "a", "trainer.steps": 1800, "model.generator.conditioned": True},
+        "b": {"style.name": "b", "trainer.steps": 1800, "model.generator.conditioned": True},
+        "c": {
+            "style.name": "c",
+            "trainer.steps": 12000,
+            "trainer.lr_decay_steps": 3000,
+            "model.generator.conditioned": True,
+        },
+    }
+    lines = script.recipe_lines(recipes)
+    assert "model.generator.conditioned=true" in lines[0] and "trainer.steps" not in lines[0]
+    assert "- `trainer.lr_decay_steps` differs: a, b: (default); c: 3000." in lines
+    assert "- `trainer.steps` differs: a, b: 1800; c: 12000." in lines
+    assert script.shared_lines("Trained on", {"a": "X", "b": "X"})[0] == "Trained on: X."
+    split = script.shared_lines("Trained on", {"a": "X", "b": "Y", "c": None})
+    assert split[1:4] == ["- a: X.", "- b: Y.", "- c: see the manifest."]
