@@ -3,6 +3,7 @@ dropped and said so; a broken video fails alone and leaves nothing behind."""
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -180,3 +181,16 @@ def test_a_failure_mid_video_leaves_no_partial_file(tmp_path):
         stylize_video(clip, tmp_path / "out.mp4", apply, batch_size=2)
     assert calls == [2, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_large_frames_are_batched_only_up_to_the_pixel_budget():
+    from gan_stylizer.inference.onepass import BATCH_PIXELS
+    from gan_stylizer.inference.video import _batches
+
+    small = [torch.zeros(1, 3, 8, 8)] * 5
+    assert [len(b) for b in _batches(iter(small), 2)] == [2, 2, 1]
+    side = math.isqrt(BATCH_PIXELS // 2)  # two fit, three do not
+    large = [torch.zeros(1, 3, side, side)] * 5
+    assert [len(b) for b in _batches(iter(large), 4)] == [2, 2, 1]
+    huge = [torch.zeros(1, 3, 2 * side, 2 * side)] * 2
+    assert [len(b) for b in _batches(iter(huge), 4)] == [1, 1]

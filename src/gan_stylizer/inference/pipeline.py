@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from gan_stylizer.errors import ImageError, display_path, reason
 from gan_stylizer.inference.methods import Method, _recolor
-from gan_stylizer.inference.onepass import AUTO_TILE_PIXELS
+from gan_stylizer.inference.onepass import BATCH_PIXELS
 from gan_stylizer.inference.video import VideoError, stylize_video
 from gan_stylizer.io.images import (
     check_output_size,
@@ -158,7 +158,7 @@ def _prefetch(pool, todo, size, scale, ahead: int) -> Iterator[tuple[Path, Path,
 
 
 def _batches(loads, batch_size: int) -> Iterator[list | str]:
-    """Consecutive decoded images of equal size, at most batch_size and AUTO_TILE_PIXELS in
+    """Consecutive decoded images of equal size, at most batch_size and BATCH_PIXELS in
     all (a large photo runs alone), as [(src, dst, content)]; an unreadable file as its line."""
     batch: list = []
     for src, dst, future in loads:
@@ -177,7 +177,7 @@ def _batches(loads, batch_size: int) -> Iterator[list | str]:
         if batch and (
             content.shape != batch[0][2].shape
             or len(batch) >= batch_size
-            or pixels * (len(batch) + 1) > AUTO_TILE_PIXELS
+            or pixels * (len(batch) + 1) > BATCH_PIXELS
         ):
             yield batch
             batch = []

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from gan_stylizer.errors import ImageError, reason
+from gan_stylizer.inference.onepass import BATCH_PIXELS
 from gan_stylizer.io.images import check_output_size, pil_to_tensor, resize_pil, tensor_to_pil
 from gan_stylizer.io.inputs import VIDEO_EXTENSIONS
 
@@ -158,10 +159,13 @@ def _frames(av, source, stream, src, size, scale) -> Iterator[torch.Tensor]:
 
 
 def _batches(frames: Iterator[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """Frames [1, 3, H, W] in batches of `size`, or fewer where `size` of them would hold more
+    than BATCH_PIXELS (a large batch is slower per frame)."""
     batch: list[torch.Tensor] = []
     for frame in frames:
         batch.append(frame)
-        if len(batch) == size:
+        fits = max(1, BATCH_PIXELS // (frame.shape[-2] * frame.shape[-1]))
+        if len(batch) >= min(size, fits):
             yield torch.cat(batch)
             batch = []
     if batch:
