@@ -279,11 +279,17 @@ def report(argv: list[str]) -> None:
     print(f"wrote {out / 'zoo.md'} and {gallery}")
 
 
-def shared_lines(label: str, values: dict[str, str | None]) -> list[str]:
-    """'label: value.' where every model shares it, else one line per value with its models."""
+def models_by_value(values: dict[str, str]) -> dict[str, list[str]]:
+    """{value: the models that have it}, in the models' order."""
     groups: dict[str, list[str]] = {}
     for name, value in values.items():
-        groups.setdefault(value or "see the manifest", []).append(name)
+        groups.setdefault(value, []).append(name)
+    return groups
+
+
+def shared_lines(label: str, values: dict[str, str | None]) -> list[str]:
+    """'label: value.' where every model shares it, else one line per value with its models."""
+    groups = models_by_value({name: value or "see the manifest" for name, value in values.items()})
     if len(groups) == 1:
         return [f"{label}: {next(iter(groups))}.", ""]
     return [f"{label}:", *(f"- {', '.join(n)}: {v}." for v, n in groups.items()), ""]
@@ -308,9 +314,7 @@ def recipe_lines(recipes: dict[str, dict]) -> list[str]:
         f"last two parts): `python train.py style=<name> {keys}`."
     ]
     for key in differ:
-        groups: dict[str, list[str]] = {}
-        for name, r in recipes.items():
-            groups.setdefault(value(r.get(key)), []).append(name)
+        groups = models_by_value({name: value(r.get(key)) for name, r in recipes.items()})
         each = "; ".join(f"{', '.join(n)}: {v}" for v, n in groups.items())
         lines.append(f"- `{key}` differs: {each}.")
     return [*lines, ""]

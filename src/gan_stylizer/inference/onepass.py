@@ -79,6 +79,12 @@ DEFAULT_TILE = 512
 BATCH_PIXELS = 2**19
 
 
+def batch_limit(pixels: int, batch_size: int) -> int:
+    """How many images of `pixels` pixels each to stylize together: at most batch_size and
+    BATCH_PIXELS in all, and at least one."""
+    return max(1, min(batch_size, BATCH_PIXELS // pixels))
+
+
 # ----------------------------------------------------------------------------------------------
 # The generator's layers, run one by one
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from gan_stylizer.errors import ImageError, display_path, reason
 from gan_stylizer.inference.methods import Method, _recolor
-from gan_stylizer.inference.onepass import BATCH_PIXELS
+from gan_stylizer.inference.onepass import batch_limit
 from gan_stylizer.inference.video import VideoError, stylize_video
 from gan_stylizer.io.images import (
     check_output_size,
@@ -175,9 +175,7 @@ def _batches(loads, batch_size: int) -> Iterator[list | str]:
             continue
         pixels = content.shape[-2] * content.shape[-1]
         if batch and (
-            content.shape != batch[0][2].shape
-            or len(batch) >= batch_size
-            or pixels * (len(batch) + 1) > BATCH_PIXELS
+            content.shape != batch[0][2].shape or len(batch) >= batch_limit(pixels, batch_size)
         ):
             yield batch
             batch = []

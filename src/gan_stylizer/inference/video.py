@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gan_stylizer.errors import ImageError, reason
-from gan_stylizer.inference.onepass import BATCH_PIXELS
+from gan_stylizer.inference.onepass import batch_limit
 from gan_stylizer.io.images import check_output_size, pil_to_tensor, resize_pil, tensor_to_pil
 from gan_stylizer.io.inputs import VIDEO_EXTENSIONS
 
@@ -164,8 +164,7 @@ def _batches(frames: Iterator[torch.Tensor], size: int) -> Iterator[torch.Tensor
     batch: list[torch.Tensor] = []
     for frame in frames:
         batch.append(frame)
-        fits = max(1, BATCH_PIXELS // (frame.shape[-2] * frame.shape[-1]))
-        if len(batch) >= min(size, fits):
+        if len(batch) >= batch_limit(frame.shape[-2] * frame.shape[-1], size):
             yield torch.cat(batch)
             batch = []
     if batch:
