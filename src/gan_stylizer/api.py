@@ -7,8 +7,9 @@
     image = stylizer(Image.open("photo.jpg"), strength=0.7)  # -> PIL.Image, the photo's size
 
 A call takes a PIL image (any mode), a numpy array (H x W x 3, uint8 0-255 or float 0-1) or a
-tensor ([3, H, W] or [1, 3, H, W], float 0-1) and returns a PIL image; device and precision
-are chosen as the command line chooses them (device=auto, precision=auto, tiles above 2 MP).
+tensor ([3, H, W] or [1, 3, H, W], float 0-1) and returns a PIL image; device, precision and
+backend are chosen as the command line chooses them (device=auto, precision=auto,
+backend=auto, tiles above 2 MP).
 One Stylizer may be called from several threads: calls run one at a time.
 """
 
@@ -24,11 +25,11 @@ from PIL import Image
 
 from gan_stylizer.color import preserve_color
 from gan_stylizer.config.schema import EXPORTED_SUFFIXES
-from gan_stylizer.config.validate import parse_strengths
-from gan_stylizer.devices import pick_device, resolve_dtype
+from gan_stylizer.config.validate import check_backend, parse_strengths
+from gan_stylizer.devices import pick_device
 from gan_stylizer.errors import ConfigError
+from gan_stylizer.inference.backends import build
 from gan_stylizer.inference.exported import load_exported
-from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.io.images import MAX_PIXELS, pil_to_tensor, tensor_to_pil
 from gan_stylizer.zoo import load_any
 
@@ -43,16 +44,20 @@ class Stylizer:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: str | Path, device: str = "auto", precision: str = "auto") -> Stylizer:
+    def load(
+        cls, model: str | Path, device: str = "auto", precision: str = "auto", backend: str = "auto"
+    ) -> Stylizer:
         """A zoo name (gan_stylizer.zoo.names()), a training checkpoint (.ckpt) or an exported
-        model (.onnx, .pt2)."""
+        model (.onnx, .pt2). backend: auto (torch) | torch | onnxruntime (fp32 on the CPU, the
+        generator exported once and cached; see gan_stylizer.inference.backends)."""
+        check_backend(str(backend), str(device), str(precision), str(model))
         torch_device = pick_device(device)
         spec = str(model)
         if Path(spec).suffix.lower() in EXPORTED_SUFFIXES:
             apply, label = load_exported(spec, torch_device)
             return cls(apply, label, bool(apply.conditioned))
         generator, label = load_any(spec)
-        engine = OnePass(generator, torch_device, resolve_dtype(precision, torch_device))
+        engine, _ = build(generator, label, torch_device, str(precision), "auto", str(backend))
         return cls(engine, label, generator.conditioned)
 
     def __call__(

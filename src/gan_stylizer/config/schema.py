@@ -156,6 +156,7 @@ class StylizeConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     preserve_color: bool = False  # keep the photo's colours, take the style's luminance
     precision: str = "auto"  # one pass: auto | 32 | bf16 | fp16
+    backend: str = "auto"  # one pass: auto (torch) | torch | onnxruntime (fp32, CPU; cached export)
     tile: str = "auto"  # one pass: auto (above 2 MP) | off | tile size in px
     batch_size: int = 4  # one pass: images of equal size stylized together (folders, video)
     # A strength-dial model: a strength in [0, 1] or a list (one output each, or side by side
@@ -208,6 +209,7 @@ class EvaluateConfig:
 
 
 FORMATS = ("onnx", "pt2")
+BACKENDS = ("auto", "torch", "onnxruntime")  # the one pass's engine (inference/backends.py)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_stylizer.config.schema import (
+    BACKENDS,
     EXPORTED_SUFFIXES,
     FORMATS,
     EvaluateConfig,
@@ -36,6 +37,27 @@ MAX_SCALE = 64.0
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def check_backend(backend: str, device: str, precision: str, ckpt: str | None) -> None:
+    """backend= against device=, precision= and ckpt=, as given (before auto is resolved).
+    Without ckpt (the optimization) there is no one pass for it to choose."""
+    _choice("backend", backend, BACKENDS)
+    if backend == "auto" or not ckpt:
+        return
+    suffix = Path(ckpt).suffix.lower()
+    if suffix in EXPORTED_SUFFIXES:  # an export runs in its own format's runtime
+        if (suffix, backend) not in ((".onnx", "onnxruntime"), (".pt2", "torch")):
+            raise ConfigError(
+                f"backend={backend}: a {suffix} export runs in "
+                f"{'onnxruntime' if suffix == '.onnx' else 'torch'}; leave backend=auto"
+            )
+        return
+    if backend == "onnxruntime":
+        if device not in ("auto", "cpu"):
+            raise ConfigError(f"backend=onnxruntime runs on the CPU, not device={device}")
+        if precision not in ("auto", "32"):
+            raise ConfigError(f"backend=onnxruntime runs in fp32, not precision={precision}")
 
 
 def _positive(
@@ -202,6 +224,7 @@ def validate_stylize(cfg: StylizeConfig) -> None:
             raise ConfigError("size= and scale= both given: use one")
     _choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
     _choice("precision", str(cfg.precision), PRECISIONS)
+    check_backend(cfg.backend, cfg.device, str(cfg.precision), cfg.ckpt)
     try:
         tile = parse_tile(cfg.tile)
     except ValueError as err:

@@ -26,6 +26,9 @@ from gan_stylizer.io import atomic
 from gan_stylizer.models.generator import Generator
 
 ONNX_OPSET = 18
+# Raise it whenever the graph an export writes changes (ExportableGenerator, _export_onnx):
+# backend=onnxruntime's cache then makes its exports again (inference/backends.py).
+EXPORT_VERSION = 1
 MIN_SIZE = Generator.MIN_SIZE
 MAX_SIZE = 32768
 

@@ -15,10 +15,9 @@ from tqdm import tqdm
 
 from gan_stylizer.color import preserve_color
 from gan_stylizer.config.schema import EXPORTED_SUFFIXES, StylizeConfig
-from gan_stylizer.devices import resolve_dtype
 from gan_stylizer.errors import ConfigError
+from gan_stylizer.inference.backends import build
 from gan_stylizer.inference.exported import load_exported
-from gan_stylizer.inference.onepass import OnePass
 from gan_stylizer.io.names import safe_component
 from gan_stylizer.optimize import stylize_by_optimization
 from gan_stylizer.perceptual import build_criterion
@@ -54,15 +53,11 @@ def _one_pass(cfg: StylizeConfig, device: torch.device) -> Method:
             apply, label, True, cfg.preserve_color, f"exported model, fp32 on {device}", at
         )
     generator, label = load_any(cfg.ckpt)  # a checkpoint file, or a zoo name
-    dtype = resolve_dtype(str(cfg.precision), device)
-    try:
-        stylizer = OnePass(generator, device, dtype, cfg.tile)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"precision={cfg.precision}: cannot run on {device}: {err}") from None
-    precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    stylizer, description = build(
+        generator, label, device, str(cfg.precision), cfg.tile, cfg.backend
+    )
     at = functools.partial(_at_strength, stylizer) if generator.conditioned else None
     # The label names what made an output: <photo>_<model>-gan.png, <photo>_<painting>-optim.png.
-    description = f"{precision} on {device}"
     return Method(stylizer, f"{label}-gan", True, cfg.preserve_color, description, at)
 
 
