@@ -1,35 +1,189 @@
-"""python research/calibration.py data_dir=PATH (a folder with styles/): each registry
-painting's pull (the mean style loss of scikit-image's sample photos against it, under
-training's criterion and painting size) and the factor loss.calibrate puts on its style term;
-the first line is the reference, REFERENCE_PULL in gan_stylizer/training/calibration.py."""
+"""python research/calibration.py data_dir=PATH [optimum=true out=SHEET.png]
+
+data_dir: a folder with styles/. For each registry painting: its pull (the mean style loss of
+scikit-image's sample photos against it, under training's criterion and painting size), the
+factor loss.calibrate puts on its style term, and two candidates for another calibration:
+
+- texture pull: the same photos after their colours are matched to the painting's (mean and
+  covariance of RGB, Gatys et al. 2017's colour transfer), so that the part of the pull a tint
+  removes is left out; the factor a calibration on it would give;
+- optimum=true: what the objective itself asks for at the dial's strengths 0, 0.5 and 1. The
+  per-image optimization (L-BFGS from the photo, OPT_STEPS steps) of a training crop of
+  astronaut and of chelsea (public domain and CC0) at α = alpha_min·(alpha_max/alpha_min)^s times
+  the painting's factor: the style loss left (a share of the photo's) and the content loss
+  paid; and the factor a calibration on it would give: the one under which each painting's
+  optimum at s=0.5 pays Starry Night's content loss. out= writes the optimized photos as a
+  sheet (a row per painting, the strengths across).
+
+The first line is the reference, REFERENCE_PULL in gan_stylizer/training/calibration.py.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
+from pathlib import Path
 
+import torch
+from PIL import Image, ImageDraw, ImageFont
 from trainings import UsageError, parse_key_values
 
-from gan_stylizer.config.schema import StyleConfig, TrainConfig
+from gan_stylizer.config.schema import DataConfig, StyleConfig, TrainConfig
+from gan_stylizer.dial import strength_to_alpha
+from gan_stylizer.io.images import load_image, tensor_to_pil
+from gan_stylizer.io.inputs import sample_photos
+from gan_stylizer.optimize import optimize_image
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image
-from gan_stylizer.training.calibration import REFERENCE_PULL, pull, style_scale
+from gan_stylizer.training.calibration import PHOTO_SIZE, REFERENCE_PULL, pull, style_scale
+
+STRENGTHS = (0.0, 0.5, 1.0)
+OPT_STEPS = 60
+SHEET_PHOTOS = 2  # astronaut and chelsea, the first two sample photos
+
+
+def match_colours(photo: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+    """photo [1,3,H,W] with its RGB mean and covariance made the painting's, clamped to [0, 1]."""
+
+    def stats(image):
+        pixels = image.flatten(2)[0].double()
+        mean = pixels.mean(1, keepdim=True)
+        centred = pixels - mean
+        return mean, centred @ centred.T / centred.shape[1] + 1e-5 * torch.eye(3).double()
+
+    def power(matrix, p):
+        values, vectors = torch.linalg.eigh(matrix)
+        return vectors @ torch.diag(values.clamp_min(1e-8) ** p) @ vectors.T
+
+    mean_p, cov_p = stats(photo)
+    mean_s, cov_s = stats(painting)
+    pixels = photo.flatten(2)[0].double()
+    matched = power(cov_s, 0.5) @ power(cov_p, -0.5) @ (pixels - mean_p) + mean_s
+    return matched.clamp(0, 1).float().reshape(photo.shape)
+
+
+def training_crop(path: Path) -> torch.Tensor:
+    """The photo as training sees it: its long side at the middle of data.resize_long_side, then
+    the centre crop of data.image_size."""
+    data = DataConfig()
+    image = load_image(path, size=sum(data.resize_long_side) // 2)
+    h, w, size = image.shape[-2], image.shape[-1], data.image_size
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[..., top : top + size, left : left + size].contiguous()
+
+
+def optimum(criterion, photos, alpha: float, beta: float) -> tuple[float, float, list]:
+    """(mean share of the photos' style loss left, mean content loss, the optimized images)."""
+    shares, contents, images = [], [], []
+    for photo in photos:
+        with torch.no_grad():
+            start = criterion(photo, None)[0].item()
+        result = optimize_image(
+            photo, criterion, alpha=alpha, beta=beta, steps=OPT_STEPS, progress=False
+        )
+        shares.append(result.final["style"] / start)
+        contents.append(result.final["content"])
+        images.append(result.image)
+    return sum(shares) / len(shares), sum(contents) / len(contents), images
+
+
+def strength_paying(target: float, contents: list[float]) -> float:
+    """The strength at which the optimum's content loss is `target`: log-linear between the
+    STRENGTHS' contents (rising with s), extended beyond them by the nearest segment."""
+    logs, goal = [math.log(c) for c in contents], math.log(target)
+    i = 0
+    while i < len(STRENGTHS) - 2 and goal > logs[i + 1]:
+        i += 1
+    s0, s1, c0, c1 = STRENGTHS[i], STRENGTHS[i + 1], logs[i], logs[i + 1]
+    return s0 + (goal - c0) * (s1 - s0) / (c1 - c0) if c1 != c0 else s0
+
+
+def write_sheet(photos: list[torch.Tensor], rows: dict[str, list[torch.Tensor]], path: Path):
+    """The photos in the first row, then one row per painting: each photo optimized at each
+    strength, shown at twice its size; labels on the left and top."""
+    cells = [[tensor_to_pil(image) for image in images] for images in [photos, *rows.values()]]
+    w, h = (2 * side for side in cells[0][0].size)
+    cells = [[cell.resize((w, h), Image.Resampling.BICUBIC) for cell in row] for row in cells]
+    label_w, label_h, pad = 190, 24, 4
+    columns = len(STRENGTHS) * len(photos)
+    size = (label_w + columns * (w + pad), label_h + len(cells) * (h + pad))
+    sheet = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i in range(columns):
+        label = f"s={STRENGTHS[i // len(photos)]:g}"
+        draw.text((label_w + i * (w + pad) + 4, 6), label, fill="black", font=font)
+    for j, (name, row) in enumerate(zip(["the photo", *rows], cells, strict=True)):
+        top = label_h + j * (h + pad)
+        draw.text((6, top + h // 2), name, fill="black", font=font)
+        for i, cell in enumerate(row):
+            sheet.paste(cell, (label_w + i * (w + pad), top))
+    sheet.save(path)
 
 
 def main(argv: list[str]) -> int:
     try:
-        options = parse_key_values(argv, {"data_dir": None}, folders=("data_dir",))
+        options = parse_key_values(
+            argv, {"data_dir": None, "optimum": "false", "out": ""}, folders=("data_dir",)
+        )
+        if options["optimum"] not in ("true", "false"):
+            raise UsageError(f"optimum= must be true or false, got {options['optimum']!r}")
+        if options["out"] and options["optimum"] != "true":
+            raise UsageError("out= needs optimum=true (the sheet shows the optimized photos)")
+        if options["out"] and not Path(options["out"]).parent.is_dir():
+            raise UsageError(f"out={options['out']}: its folder does not exist")
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     data_dir = data_dir_of(options["data_dir"])
     cfg = TrainConfig()
     criterion = build_criterion(cfg.loss)
+    photos = [load_image(path, size=PHOTO_SIZE) for path in sample_photos()]
+    crops = [training_crop(path) for path in sample_photos()[:SHEET_PHOTOS]]
     print(f"reference (Starry Night) {REFERENCE_PULL:.4g}")
+    texture_pulls, factors, sheet_rows, contents = {}, {}, {}, {}
     for name in REGISTRY:
         cfg.style = StyleConfig(name=name, size=cfg.style.size)
-        painting = load_style_image(cfg.style, data_dir)
-        scale, _ = style_scale(cfg, criterion, painting)
-        print(f"{name}: pull {pull(criterion, painting):.4g}, style term x {scale:.3g}")
+        painting = load_style_image(cfg.style, data_dir).float()
+        measured = pull(criterion, painting)
+        factors[name], _ = style_scale(cfg, criterion, painting)
+        with torch.no_grad():  # the criterion holds the painting's style after pull()
+            losses = [criterion(match_colours(p, painting), None)[0].item() for p in photos]
+        texture_pulls[name] = sum(losses) / len(losses)
+        print(
+            f"{name}: pull {measured:.4g}, style term x {factors[name]:.3g}; "
+            f"texture pull {texture_pulls[name]:.4g}",
+            flush=True,
+        )
+        if options["optimum"] == "true":
+            sheet_rows[name], contents[name] = [], []
+            for s in STRENGTHS:
+                alpha = strength_to_alpha(s, cfg.loss.alpha_min, cfg.loss.alpha_max) * factors[name]
+                share, content, images = optimum(criterion, crops, alpha, cfg.loss.beta)
+                sheet_rows[name] += images
+                contents[name].append(content)
+                print(
+                    f"  s={s:g} (alpha {alpha:.3g}): style left {share:.3f} of the photo's, "
+                    f"content {content:.3g}",
+                    flush=True,
+                )
+    reference = texture_pulls["starry_night"]
+    print("a calibration on the texture pull, Starry Night the reference, would give:")
+    for name, texture in texture_pulls.items():
+        print(f"  {name}: style term x {reference / texture:.3g} (now x {factors[name]:.3g})")
+    if contents:
+        ratio = cfg.loss.alpha_max / cfg.loss.alpha_min
+        target = contents["starry_night"][STRENGTHS.index(0.5)]
+        print("a calibration on the optimum's content at s=0.5 (Starry Night's) would give:")
+        for name, paid in contents.items():
+            s_equal = strength_paying(target, paid)
+            print(
+                f"  {name}: Starry Night's content at s={s_equal:.2f}, so style term x "
+                f"{factors[name] * ratio ** (s_equal - 0.5):.3g} (now x {factors[name]:.3g})"
+            )
+    if options["out"]:
+        write_sheet(crops, sheet_rows, Path(options["out"]))
+        print(f"sheet: {options['out']}")
     return 0
 
 

@@ -65,3 +65,64 @@ def test_the_system_scales_the_style_term(tmp_path):
     (t1, s1, c1), (t3, s3, c3) = losses
     assert s1 == pytest.approx(s3) and c1 == pytest.approx(c3)
     assert t3 - t1 == pytest.approx(2 * cfg.loss.alpha * s1, rel=1e-4)
+
+
+def research_calibration():
+    """research/calibration.py as a module (research/ is not a package; it imports trainings by
+    name, as when run from research/)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "research"
+    modules = {}
+    for name in ("trainings", "calibration"):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        modules[name] = importlib.util.module_from_spec(spec)
+        if name == "trainings":
+            sys.modules["trainings"] = modules[name]  # its dataclass looks its module up there
+        spec.loader.exec_module(modules[name])
+    return modules["calibration"]
+
+
+def test_the_texture_pull_photos_take_the_paintings_colour_mean_and_covariance():
+    gen = torch.Generator().manual_seed(0)
+    photo = 0.4 + 0.2 * torch.rand(1, 3, 32, 48, generator=gen)  # far from the clamp
+    mix = torch.tensor([[0.15, 0.05, 0.0], [0.05, 0.1, 0.02], [0.0, 0.02, 0.08]])
+    painting = torch.tensor([0.5, 0.45, 0.4]).view(3, 1) + mix @ torch.randn(
+        3, 40 * 40, generator=gen
+    )
+    painting = painting.clamp(0, 1).reshape(1, 3, 40, 40)
+    matched = research_calibration().match_colours(photo, painting)
+
+    def stats(image):
+        pixels = image.flatten(2)[0]
+        centred = pixels - pixels.mean(1, keepdim=True)
+        return pixels.mean(1), centred @ centred.T / centred.shape[1]
+
+    assert matched.shape == photo.shape and 0 <= matched.min() and matched.max() <= 1
+    (mean_m, cov_m), (mean_s, cov_s) = stats(matched), stats(painting)
+    assert torch.allclose(mean_m, mean_s, atol=2e-3) and torch.allclose(cov_m, cov_s, atol=2e-3)
+
+
+def test_the_research_script_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    main = research_calibration().main
+    assert main([f"data_dir={tmp_path}", "optimum=yes"]) == 2
+    assert main([f"data_dir={tmp_path}", f"out={tmp_path}/sheet.png"]) == 2
+    assert main([f"data_dir={tmp_path}", "optimum=true", f"out={tmp_path}/no/sheet.png"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+
+
+def test_the_strength_paying_a_content_loss_is_log_linear_and_extends_beyond_the_ends():
+    import math
+
+    strength_paying = research_calibration().strength_paying
+    contents = [1.0, math.e, math.e**2]  # at s = 0, 0.5, 1
+    for target, expected in [
+        (math.e, 0.5),
+        (math.e**1.5, 0.75),
+        (math.e**3, 1.5),
+        (1 / math.e, -0.5),
+    ]:
+        assert strength_paying(target, contents) == pytest.approx(expected)
