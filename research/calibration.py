@@ -25,17 +25,17 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from trainings import UsageError, parse_key_values
 
 from gan_stylizer.config.schema import DataConfig, StyleConfig, TrainConfig
 from gan_stylizer.dial import strength_to_alpha
-from gan_stylizer.io.images import load_image, tensor_to_pil
+from gan_stylizer.io.images import load_image, resize_long_side, save_image
 from gan_stylizer.io.inputs import sample_photos
+from gan_stylizer.io.sheets import caption, make_grid
 from gan_stylizer.optimize import optimize_image
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image
-from gan_stylizer.training.calibration import PHOTO_SIZE, REFERENCE_PULL, pull, style_scale
+from gan_stylizer.training.calibration import PHOTO_SIZE, REFERENCE_PULL, factor_for, pull
 
 STRENGTHS = (0.0, 0.5, 1.0)
 OPT_STEPS = 60
@@ -100,25 +100,17 @@ def strength_paying(target: float, contents: list[float]) -> float:
 
 def write_sheet(photos: list[torch.Tensor], rows: dict[str, list[torch.Tensor]], path: Path):
     """The photos in the first row, then one row per painting: each photo optimized at each
-    strength, shown at twice its size; labels on the left and top."""
-    cells = [[tensor_to_pil(image) for image in images] for images in [photos, *rows.values()]]
-    w, h = (2 * side for side in cells[0][0].size)
-    cells = [[cell.resize((w, h), Image.Resampling.BICUBIC) for cell in row] for row in cells]
-    label_w, label_h, pad = 190, 24, 4
-    columns = len(STRENGTHS) * len(photos)
-    size = (label_w + columns * (w + pad), label_h + len(cells) * (h + pad))
-    sheet = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    for i in range(columns):
-        label = f"s={STRENGTHS[i // len(photos)]:g}"
-        draw.text((label_w + i * (w + pad) + 4, 6), label, fill="black", font=font)
-    for j, (name, row) in enumerate(zip(["the photo", *rows], cells, strict=True)):
-        top = label_h + j * (h + pad)
-        draw.text((6, top + h // 2), name, fill="black", font=font)
-        for i, cell in enumerate(row):
-            sheet.paste(cell, (label_w + i * (w + pad), top))
-    sheet.save(path)
+    strength, every cell captioned and shown at twice its size."""
+
+    def cell(image: torch.Tensor, label: str) -> torch.Tensor:
+        return caption(resize_long_side(image, 2 * image.shape[-1]), label, scale=0.05)
+
+    grid = [[cell(photo, "the photo") for photo in photos]]
+    for name, images in rows.items():
+        labels = [f"s={STRENGTHS[i // len(photos)]:g}" for i in range(len(images))]
+        labels[0] = f"{name}, {labels[0]}"
+        grid.append([cell(image, label) for image, label in zip(images, labels, strict=True)])
+    save_image(make_grid(grid), path)
 
 
 def main(argv: list[str]) -> int:
@@ -146,7 +138,7 @@ def main(argv: list[str]) -> int:
         cfg.style = StyleConfig(name=name, size=cfg.style.size)
         painting = load_style_image(cfg.style, data_dir).float()
         measured = pull(criterion, painting)
-        factors[name], _ = style_scale(cfg, criterion, painting)
+        factors[name] = factor_for(measured)
         with torch.no_grad():  # the criterion holds the painting's style after pull()
             losses = [criterion(match_colours(p, painting), None)[0].item() for p in photos]
         texture_pulls[name] = sum(losses) / len(losses)

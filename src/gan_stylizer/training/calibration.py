@@ -49,6 +49,12 @@ def pull(criterion: PerceptualCriterion, style_image: torch.Tensor) -> float:
     return sum(losses) / len(losses)
 
 
+def factor_for(measured: float) -> float:
+    """The factor on the style term of a painting that pulls `measured` (> 0): Starry Night's
+    pull over it, within LIMITS."""
+    return min(max(REFERENCE_PULL / measured, LIMITS[0]), LIMITS[1])
+
+
 def style_scale(
     cfg: TrainConfig, criterion: PerceptualCriterion, style_image: torch.Tensor
 ) -> tuple[float, str]:
@@ -59,7 +65,7 @@ def style_scale(
     measured = pull(criterion, style_image.float())
     if not measured > 0:
         return 1.0, "style weight as given (the painting's pull could not be measured)"
-    scale = min(max(REFERENCE_PULL / measured, LIMITS[0]), LIMITS[1])
+    scale = factor_for(measured)
     return scale, (
         f"style weight calibrated: {cfg.style.name} pulls {measured:.3g} (Starry Night "
         f"{REFERENCE_PULL:.3g}), so the style term is scaled by {scale:.3g}"
