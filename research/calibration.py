@@ -130,8 +130,9 @@ def main(argv: list[str]) -> int:
     data_dir = data_dir_of(options["data_dir"])
     cfg = TrainConfig()
     criterion = build_criterion(cfg.loss)
-    photos = [load_image(path, size=PHOTO_SIZE) for path in sample_photos()]
-    crops = [training_crop(path) for path in sample_photos()[:SHEET_PHOTOS]]
+    paths = sample_photos()
+    photos = [load_image(path, size=PHOTO_SIZE) for path in paths]
+    crops = [training_crop(path) for path in paths[:SHEET_PHOTOS]]
     print(f"reference (Starry Night) {REFERENCE_PULL:.4g}")
     texture_pulls, factors, sheet_rows, contents = {}, {}, {}, {}
     for name in REGISTRY:

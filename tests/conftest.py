@@ -87,3 +87,20 @@ def tiny_train_overrides(photo_dir: Path, painting: Path) -> list[str]:
         "style.name=test",
         "loss.vgg.weights=none",
     ]
+
+
+def load_research(name: str):
+    """research/<name>.py as a module. research/ is not a package and its scripts import
+    trainings by name, as when run from research/, so trainings is loaded first and registered
+    in sys.modules (its dataclass looks its module up there)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "research"
+    for module_name in dict.fromkeys(("trainings", name)):
+        spec = importlib.util.spec_from_file_location(module_name, folder / f"{module_name}.py")
+        module = importlib.util.module_from_spec(spec)
+        if module_name == "trainings":
+            sys.modules["trainings"] = module
+        spec.loader.exec_module(module)
+    return module

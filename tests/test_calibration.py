@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import write_painting
+from conftest import load_research, write_painting
 
 from gan_stylizer.config.schema import TrainConfig, VGGConfig
 from gan_stylizer.io.images import load_image
@@ -67,24 +67,6 @@ def test_the_system_scales_the_style_term(tmp_path):
     assert t3 - t1 == pytest.approx(2 * cfg.loss.alpha * s1, rel=1e-4)
 
 
-def research_calibration():
-    """research/calibration.py as a module (research/ is not a package; it imports trainings by
-    name, as when run from research/)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[1] / "research"
-    modules = {}
-    for name in ("trainings", "calibration"):
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        modules[name] = importlib.util.module_from_spec(spec)
-        if name == "trainings":
-            sys.modules["trainings"] = modules[name]  # its dataclass looks its module up there
-        spec.loader.exec_module(modules[name])
-    return modules["calibration"]
-
-
 def test_the_texture_pull_photos_take_the_paintings_colour_mean_and_covariance():
     gen = torch.Generator().manual_seed(0)
     photo = 0.4 + 0.2 * torch.rand(1, 3, 32, 48, generator=gen)  # far from the clamp
@@ -93,7 +75,7 @@ def test_the_texture_pull_photos_take_the_paintings_colour_mean_and_covariance()
         3, 40 * 40, generator=gen
     )
     painting = painting.clamp(0, 1).reshape(1, 3, 40, 40)
-    matched = research_calibration().match_colours(photo, painting)
+    matched = load_research("calibration").match_colours(photo, painting)
 
     def stats(image):
         pixels = image.flatten(2)[0]
@@ -106,7 +88,7 @@ def test_the_texture_pull_photos_take_the_paintings_colour_mean_and_covariance()
 
 
 def test_the_research_script_refuses_bad_arguments_in_one_line(tmp_path, capsys):
-    main = research_calibration().main
+    main = load_research("calibration").main
     assert main([f"data_dir={tmp_path}", "optimum=yes"]) == 2
     assert main([f"data_dir={tmp_path}", f"out={tmp_path}/sheet.png"]) == 2
     assert main([f"data_dir={tmp_path}", "optimum=true", f"out={tmp_path}/no/sheet.png"]) == 2
@@ -117,7 +99,7 @@ def test_the_research_script_refuses_bad_arguments_in_one_line(tmp_path, capsys)
 def test_the_strength_paying_a_content_loss_is_log_linear_and_extends_beyond_the_ends():
     import math
 
-    strength_paying = research_calibration().strength_paying
+    strength_paying = load_research("calibration").strength_paying
     contents = [1.0, math.e, math.e**2]  # at s = 0, 0.5, 1
     for target, expected in [
         (math.e, 0.5),

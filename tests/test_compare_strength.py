@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_painting, write_photo
+from conftest import load_research, write_painting, write_photo
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,16 +190,6 @@ def test_a_missing_folder_gets_one_line(tmp_path):
     assert proc.returncode == 2 and "train= must name a folder" in proc.stderr
 
 
-def load_trainings():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("trainings", REPO / "research" / "trainings.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["trainings"] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def fake_checkpoint(path: Path, steps: int, alpha: float = 5.0) -> Path:
     import torch
 
@@ -210,7 +200,7 @@ def fake_checkpoint(path: Path, steps: int, alpha: float = 5.0) -> Path:
 
 
 def test_the_budget_is_exact(tmp_path):
-    trainings = load_trainings()
+    trainings = load_research("trainings")
     run = tmp_path / "run"
 
     def check(config):
@@ -236,14 +226,9 @@ def test_the_budget_is_exact(tmp_path):
 
 
 def test_compare_py_refuses_a_run_of_the_other_recipe(tmp_path):
-    import importlib.util
-
     import torch
 
-    load_trainings()  # compare.py imports it by name, as when run from scripts/
-    spec = importlib.util.spec_from_file_location("compare", REPO / "research" / "compare.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = load_research("compare")
     (tmp_path / "photos").mkdir()
     args = compare.parse_args([f"train={tmp_path / 'photos'}", f"val={tmp_path / 'photos'}"])
     args["runs"] = str(tmp_path / "runs")
