@@ -2,18 +2,21 @@
 
 data_dir: a folder with styles/. For each registry painting: its pull (the mean style loss of
 scikit-image's sample photos against it, under training's criterion and painting size), the
-factor loss.calibrate puts on its style term, and two candidates for another calibration:
+factor the first stage of loss.calibrate puts on its style term (the pull's), and candidates
+for another calibration:
 
 - texture pull: the same photos after their colours are matched to the painting's (mean and
   covariance of RGB, Gatys et al. 2017's colour transfer), so that the part of the pull a tint
   removes is left out; the factor a calibration on it would give;
 - optimum=true: what the objective itself asks for at the dial's strengths 0, 0.5 and 1. The
-  per-image optimization (L-BFGS from the photo, OPT_STEPS steps) of a training crop of
+  per-image optimization (L-BFGS from the photo, SHARE_STEPS steps) of a training crop of
   astronaut and of chelsea (public domain and CC0) at α = alpha_min·(alpha_max/alpha_min)^s times
   the painting's factor: the style loss left (a share of the photo's) and the content loss
   paid; and the factor a calibration on it would give: the one under which each painting's
-  optimum at s=0.5 pays Starry Night's content loss. out= writes the optimized photos as a
-  sheet (a row per painting, the strengths across).
+  optimum at s=0.5 pays Starry Night's content loss; and the second stage of loss.calibrate,
+  the correction under which the optimum at s=0.5 leaves Starry Night's share of the style loss
+  (REFERENCE_SHARE). out= writes the optimized photos as a sheet (a row per painting, the
+  strengths across).
 
 The first line is the reference, REFERENCE_PULL in gan_stylizer/training/calibration.py.
 """
@@ -27,19 +30,27 @@ from pathlib import Path
 import torch
 from trainings import UsageError, parse_key_values
 
-from gan_stylizer.config.schema import DataConfig, StyleConfig, TrainConfig
+from gan_stylizer.config.schema import StyleConfig, TrainConfig
 from gan_stylizer.dial import strength_to_alpha
 from gan_stylizer.io.images import load_image, resize_long_side, save_image
 from gan_stylizer.io.inputs import sample_photos
 from gan_stylizer.io.sheets import caption, make_grid
-from gan_stylizer.optimize import optimize_image
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image
-from gan_stylizer.training.calibration import PHOTO_SIZE, REFERENCE_PULL, factor_for, pull
+from gan_stylizer.training.calibration import (
+    DIAL_STEP,
+    PHOTO_SIZE,
+    REFERENCE_PULL,
+    REFERENCE_SHARE,
+    SHARE_PHOTOS,
+    correction_for,
+    factor_for,
+    optimum,
+    pull,
+    training_crop,
+)
 
 STRENGTHS = (0.0, 0.5, 1.0)
-OPT_STEPS = 60
-SHEET_PHOTOS = 2  # astronaut and chelsea, the first two sample photos
 
 
 def match_colours(photo: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
@@ -60,31 +71,6 @@ def match_colours(photo: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
     pixels = photo.flatten(2)[0].double()
     matched = power(cov_s, 0.5) @ power(cov_p, -0.5) @ (pixels - mean_p) + mean_s
     return matched.clamp(0, 1).float().reshape(photo.shape)
-
-
-def training_crop(path: Path) -> torch.Tensor:
-    """The photo as training sees it: its long side at the middle of data.resize_long_side, then
-    the centre crop of data.image_size."""
-    data = DataConfig()
-    image = load_image(path, size=sum(data.resize_long_side) // 2)
-    h, w, size = image.shape[-2], image.shape[-1], data.image_size
-    top, left = (h - size) // 2, (w - size) // 2
-    return image[..., top : top + size, left : left + size].contiguous()
-
-
-def optimum(criterion, photos, alpha: float, beta: float) -> tuple[float, float, list]:
-    """(mean share of the photos' style loss left, mean content loss, the optimized images)."""
-    shares, contents, images = [], [], []
-    for photo in photos:
-        with torch.no_grad():
-            start = criterion(photo, None)[0].item()
-        result = optimize_image(
-            photo, criterion, alpha=alpha, beta=beta, steps=OPT_STEPS, progress=False
-        )
-        shares.append(result.final["style"] / start)
-        contents.append(result.final["content"])
-        images.append(result.image)
-    return sum(shares) / len(shares), sum(contents) / len(contents), images
 
 
 def strength_paying(target: float, contents: list[float]) -> float:
@@ -132,9 +118,9 @@ def main(argv: list[str]) -> int:
     criterion = build_criterion(cfg.loss)
     paths = sample_photos()
     photos = [load_image(path, size=PHOTO_SIZE) for path in paths]
-    crops = [training_crop(path) for path in paths[:SHEET_PHOTOS]]
+    crops = [training_crop(path) for path in paths[:SHARE_PHOTOS]]
     print(f"reference (Starry Night) {REFERENCE_PULL:.4g}")
-    texture_pulls, factors, sheet_rows, contents = {}, {}, {}, {}
+    texture_pulls, factors, sheet_rows, contents, shares = {}, {}, {}, {}, {}
     for name in REGISTRY:
         cfg.style = StyleConfig(name=name, size=cfg.style.size)
         painting = load_style_image(cfg.style, data_dir).float()
@@ -149,12 +135,13 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
         if options["optimum"] == "true":
-            sheet_rows[name], contents[name] = [], []
+            sheet_rows[name], contents[name], shares[name] = [], [], []
             for s in STRENGTHS:
                 alpha = strength_to_alpha(s, cfg.loss.alpha_min, cfg.loss.alpha_max) * factors[name]
                 share, content, images = optimum(criterion, crops, alpha, cfg.loss.beta)
                 sheet_rows[name] += images
                 contents[name].append(content)
+                shares[name].append(share)
                 print(
                     f"  s={s:g} (alpha {alpha:.3g}): style left {share:.3f} of the photo's, "
                     f"content {content:.3g}",
@@ -173,6 +160,21 @@ def main(argv: list[str]) -> int:
             print(
                 f"  {name}: Starry Night's content at s={s_equal:.2f}, so style term x "
                 f"{factors[name] * ratio ** (s_equal - 0.5):.3g} (now x {factors[name]:.3g})"
+            )
+    if shares:
+        print(
+            "the second stage of loss.calibrate (the optimum at s=0.5 leaves Starry Night's "
+            f"share, {REFERENCE_SHARE:.3f}; the shares at s=0.5 and 1, or 0) gives:"
+        )
+        half = STRENGTHS.index(0.5)
+        for name, left in shares.items():
+            above = left[half] > REFERENCE_SHARE
+            other = left[STRENGTHS.index(1.0 if above else 0.0)]
+            step = DIAL_STEP if above else 1 / DIAL_STEP
+            correction = correction_for(left[half], other, step)
+            print(
+                f"  {name}: x {correction:.3g}, so style term x {factors[name] * correction:.3g}"
+                f" (now x {factors[name]:.3g})"
             )
     if options["out"]:
         write_sheet(crops, sheet_rows, Path(options["out"]))

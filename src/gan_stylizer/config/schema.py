@@ -62,8 +62,10 @@ class LossConfig(ObjectiveConfig):
     # How the strengths are drawn and balanced is built in (gan_stylizer.dial).
     alpha_min: float = 1.0
     alpha_max: float = 25.0
-    # Scale the style term by Starry Night's pull on photos over this painting's, so that alpha
-    # (and a dial's strength) means as much style for every painting (training/calibration.py)
+    # Scale the style term by Starry Night's pull on photos over this painting's, corrected so
+    # that the per-image optimum of two sample crops leaves Starry Night's share of the style
+    # loss: alpha (and a dial's strength) means as much style for every painting
+    # (training/calibration.py)
     calibrate: bool = True
 
 

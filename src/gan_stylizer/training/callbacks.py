@@ -212,7 +212,7 @@ METRICS_ABOUT = {
     "nonfinite_skipped": "optimizer steps skipped for a NaN or infinite loss or gradient",
     "alpha, beta": "the style and content weights this generator was trained for (a strength "
     "dial: the alpha of its default strength), the calibration's factor included",
-    "style_scale": "the factor on the style term from the painting's pull (loss.calibrate)",
+    "style_scale": "the factor on the style term calibrated from the painting (loss.calibrate)",
     "val": "G_ema on the run's fixed validation photos under the run's own loss (its VGG, its "
     "layers, its painting size, alpha and beta): how far training got on its own objective",
     "reference_eval": "the same photos under the fixed ruler of scripts/evaluate.py (caffe "

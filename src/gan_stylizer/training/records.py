@@ -85,7 +85,7 @@ def write_model_card(out_dir: Path, cfg: TrainConfig, metrics: dict) -> None:
             f"({loss.alpha_max:g}/{loss.alpha_min:g})^s (style; default s={DEFAULT_STRENGTH}), "
         )
         + (
-            f"the style term × {metrics['style_scale']:.3g} (calibrated from the painting's pull), "
+            f"the style term × {metrics['style_scale']:.3g} (calibrated from the painting), "
             if metrics.get("style_scale", 1.0) != 1.0
             else ""
         )

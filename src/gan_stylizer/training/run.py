@@ -20,7 +20,7 @@ from gan_stylizer.io.atomic import sweep
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import data_dir_of, load_style_image
 from gan_stylizer.system import StylizerSystem
-from gan_stylizer.training.calibration import style_scale
+from gan_stylizer.training.calibration import not_applicable, style_scale
 from gan_stylizer.training.callbacks import (
     GracefulInterrupt,
     LossLog,
@@ -143,6 +143,8 @@ def run(cfg: TrainConfig, out_dir: Path) -> Path:
     style_image = load_style_image(cfg.style, data_dir, local_rank=trainer.local_rank)
     criterion = build_criterion(cfg.loss)
     if resumed_scale is None:
+        if trainer.is_global_zero and not_applicable(cfg) is None:
+            log.info("calibrating the style weight on the sample photos (a minute or two)")
         scale, scale_line = style_scale(cfg, criterion, style_image)
     else:
         scale, scale_line = resumed_scale, f"style term scaled by {resumed_scale:.3g}, as it began"
