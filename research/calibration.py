@@ -39,6 +39,7 @@ from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.styles import REGISTRY, data_dir_of, load_style_image
 from gan_stylizer.training.calibration import (
     DIAL_STEP,
+    LIMITS,
     PHOTO_SIZE,
     REFERENCE_PULL,
     REFERENCE_SHARE,
@@ -47,6 +48,7 @@ from gan_stylizer.training.calibration import (
     factor_for,
     optimum,
     pull,
+    step_for,
     training_crop,
 )
 
@@ -115,6 +117,8 @@ def main(argv: list[str]) -> int:
         return 2
     data_dir = data_dir_of(options["data_dir"])
     cfg = TrainConfig()
+    # the second stage's two style weights are the dial's s=0.5 and s=1 (or 0) on 1..25
+    assert cfg.loss.alpha_max / cfg.loss.alpha_min == DIAL_STEP**2
     criterion = build_criterion(cfg.loss)
     paths = sample_photos()
     photos = [load_image(path, size=PHOTO_SIZE) for path in paths]
@@ -164,17 +168,17 @@ def main(argv: list[str]) -> int:
     if shares:
         print(
             "the second stage of loss.calibrate (the optimum at s=0.5 leaves Starry Night's "
-            f"share, {REFERENCE_SHARE:.3f}; the shares at s=0.5 and 1, or 0) gives:"
+            f"share, {REFERENCE_SHARE:.4f}; from the shares at s=0.5 and 1, or 0) gives:"
         )
         half = STRENGTHS.index(0.5)
         for name, left in shares.items():
-            above = left[half] > REFERENCE_SHARE
-            other = left[STRENGTHS.index(1.0 if above else 0.0)]
-            step = DIAL_STEP if above else 1 / DIAL_STEP
+            step = step_for(left[half])  # DIAL_STEP: the α ratio from s=0.5 to 1 on 1..25
+            other = left[STRENGTHS.index(1.0 if step > 1 else 0.0)]
             correction = correction_for(left[half], other, step)
+            scale = min(max(factors[name] * correction, LIMITS[0]), LIMITS[1])
             print(
-                f"  {name}: x {correction:.3g}, so style term x {factors[name] * correction:.3g}"
-                f" (now x {factors[name]:.3g})"
+                f"  {name}: keeps {left[half]:.4f}, x {correction:.3g}, so style term x "
+                f"{scale:.3g} (the pull's alone: x {factors[name]:.3g})"
             )
     if options["out"]:
         write_sheet(crops, sheet_rows, Path(options["out"]))

@@ -131,7 +131,7 @@ def build(argv: list[str]) -> None:
         "generator": dict(generator.config),
         "default_strength": 0.5,
         "recipe": recipe(config),
-        # loss.calibrate's factor on the style term, from the painting's pull (1: none)
+        # loss.calibrate's factor on the style term, from the painting (1: none)
         "style_scale": float(ckpt["hyper_parameters"].get("style_scale", 1.0)),
         "steps": int(ckpt["gan_stylizer"]["g_step"]),
         "hardware": args["hardware"],
@@ -254,8 +254,10 @@ def report(argv: list[str]) -> None:
         "per-image optimization needs to reach the same total loss, over the photos where it "
         "did within the budget.",
         "",
-        "*Style ×*: the factor `loss.calibrate` put on the style term, from the painting's pull "
-        "(docs/training.md).",
+        "*Style ×*: the factor `loss.calibrate` put on the style term, calibrated from the "
+        "painting (docs/training.md). Models trained before its second stage (2026-12-06) carry "
+        "the first stage's factor alone (the pull's); the second stage would raise it by 1-9% for "
+        "composition_vii, great_wave and starry_night.",
         "",
         "| model | painting | steps | style × | L_style | L_content | SWD | palette (photos) | "
         "SSIM | edges | s/image | eq. L-BFGS steps (reached / photos, budget) |",

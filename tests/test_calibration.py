@@ -1,5 +1,6 @@
 """The style weight calibrated from the painting (training/calibration.py): a painting that
-pulls less than Starry Night gets a larger factor on its style term, bounded; it applies only
+pulls less than Starry Night gets a larger factor on its style term, bounded; the second stage
+corrects it so that the optimum leaves Starry Night's share of the style loss; it applies only
 under the reference's network and layers; the system multiplies the style term by it."""
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from gan_stylizer.config.schema import TrainConfig, VGGConfig
 from gan_stylizer.io.images import load_image
 from gan_stylizer.perceptual import build_criterion
 from gan_stylizer.training import calibration
-from gan_stylizer.training.calibration import LIMITS, not_applicable, pull, style_scale
+from gan_stylizer.training.calibration import (
+    LIMITS,
+    REFERENCE_SHARE,
+    correction_for,
+    not_applicable,
+    pull,
+    share_correction,
+    style_scale,
+)
 
 
 def test_it_applies_only_under_the_reference_criterion():
@@ -38,6 +47,8 @@ def test_a_painting_that_pulls_less_gets_more_style_within_bounds(tmp_path, monk
     noise = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(0))
     pulls = {"smooth": pull(criterion, smooth), "noise": pull(criterion, noise)}
     assert 0 < pulls["smooth"] and 0 < pulls["noise"]
+    # the pull alone here; the second stage has its own tests below
+    monkeypatch.setattr(calibration, "share_correction", lambda *_: (1.0, REFERENCE_SHARE))
     monkeypatch.setattr(calibration, "REFERENCE_PULL", pulls["noise"])
     assert style_scale(cfg, criterion, noise)[0] == pytest.approx(1.0)
     scale, line = style_scale(cfg, criterion, smooth)
@@ -108,3 +119,56 @@ def test_the_strength_paying_a_content_loss_is_log_linear_and_extends_beyond_the
         (1 / math.e, -0.5),
     ]:
         assert strength_paying(target, contents) == pytest.approx(expected)
+
+
+def test_the_second_stage_is_log_linear_in_alpha_and_extends_beyond_its_two_points():
+    import math
+
+    # the share falls by e at each step of e in alpha: slope -1 in log-log
+    for share, expected in [(REFERENCE_SHARE * math.e, math.e), (REFERENCE_SHARE / 2, 0.5)]:
+        step = math.e if share > REFERENCE_SHARE else 1 / math.e
+        other = share / step
+        assert correction_for(share, other, step) == pytest.approx(expected)
+    # beyond the two points: the share at 4x the reference, e^2 less at e^2 the weight
+    share = 4 * REFERENCE_SHARE
+    assert correction_for(share, share / math.e**2, math.e**2) == pytest.approx(4.0)
+    # a share that does not fall as alpha rises (or is not positive) changes nothing
+    assert correction_for(0.12, 0.12, 5.0) == 1.0
+    assert correction_for(0.12, 0.2, 5.0) == 1.0
+    assert correction_for(0.03, 0.02, 1 / 5.0) == 1.0
+    assert correction_for(0.0, 0.01, 1 / 5.0) == 1.0
+    # a share that barely falls asks for no more than the span of LIMITS (no overflow)
+    span = LIMITS[1] / LIMITS[0]
+    assert correction_for(0.2, 0.1999, 5.0) == pytest.approx(span)
+    assert correction_for(REFERENCE_SHARE / 2, REFERENCE_SHARE / 1.9999, 0.2) == pytest.approx(
+        1 / span
+    )
+
+
+def test_the_factor_is_the_pulls_times_the_correction_within_bounds(monkeypatch):
+    cfg = TrainConfig()
+    painting = torch.zeros(1, 3, 8, 8)
+    monkeypatch.setattr(calibration, "pull", lambda *_: calibration.REFERENCE_PULL / 2)
+    monkeypatch.setattr(calibration, "share_correction", lambda *_: (1.5, 0.09))
+    scale, line = style_scale(cfg, None, painting)
+    assert scale == pytest.approx(3.0)
+    assert "2 x 1.5 = 3" in line and "0.0900" in line and "bounded" not in line
+    monkeypatch.setattr(calibration, "share_correction", lambda *_: (8.0, 0.3))
+    scale, line = style_scale(cfg, None, painting)
+    assert scale == LIMITS[1] and "bounded to 0.1-10" in line
+
+
+@pytest.mark.slow
+def test_the_second_stage_asks_more_style_of_a_painting_whose_optimum_keeps_more(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(calibration, "SHARE_STEPS", 4)  # the direction, not the optimum
+    monkeypatch.setattr(calibration, "SHARE_PHOTOS", 1)
+    criterion = build_criterion(TrainConfig().loss)  # the real caffe VGG19
+    criterion.set_style(load_image(write_painting(tmp_path / "p.png", (192, 128)), size=256))
+    correction, share = share_correction(criterion, 1.0)
+    assert 0 < share < 1
+    monkeypatch.setattr(calibration, "REFERENCE_SHARE", share / 2)  # the reference keeps less
+    assert share_correction(criterion, 1.0)[0] > 1.0
+    monkeypatch.setattr(calibration, "REFERENCE_SHARE", share * 2)
+    assert share_correction(criterion, 1.0)[0] < 1.0

@@ -1,8 +1,9 @@
 """The style weight calibrated from the painting: paintings differ greatly in how hard their
 Gram statistics pull (Starry Night's pull on photos is 2-3 times that of the other paintings of
 the registry), so the same alpha is a strong style for one and a palette for another. The style
-term is scaled by REFERENCE_PULL / pull(painting), so that alpha, and a dial's strength, mean
-the same amount of style for every painting; alpha stays the one tuned on Starry Night.
+term is scaled, first by REFERENCE_PULL / pull(painting), then by the second stage's correction
+below, so that alpha, and a dial's strength, mean the same amount of style for every painting;
+alpha stays the one tuned on Starry Night.
 
 pull(painting) is the mean style loss of scikit-image's sample photos (always installed, so
 every run measures on the same photos) against the painting, under the run's own criterion.
@@ -82,7 +83,7 @@ def training_crop(path: Path) -> torch.Tensor:
 def optimum(criterion, photos, alpha: float, beta: float) -> tuple[float, float, list]:
     """(mean share of the photos' style loss its optimum leaves, mean content loss it pays, the
     optimized images): L-BFGS from each photo for SHARE_STEPS steps; the criterion holds the
-    style."""
+    style. A photo whose style loss is already 0 leaves a share of 1 (nothing to remove)."""
     shares, contents, images = [], [], []
     for photo in photos:
         with torch.no_grad():
@@ -90,19 +91,28 @@ def optimum(criterion, photos, alpha: float, beta: float) -> tuple[float, float,
         result = optimize_image(
             photo, criterion, alpha=alpha, beta=beta, steps=SHARE_STEPS, progress=False
         )
-        shares.append(result.final["style"] / start)
+        shares.append(result.final["style"] / start if start > 0 else 1.0)
         contents.append(result.final["content"])
         images.append(result.image)
     return sum(shares) / len(shares), sum(contents) / len(contents), images
 
 
-def share_correction(criterion: PerceptualCriterion, factor: float) -> tuple[float, float]:
+def step_for(share: float) -> float:
+    """Where the second measurement goes: DIAL_STEP times the style weight when the optimum
+    leaves more than REFERENCE_SHARE, a DIAL_STEP less otherwise."""
+    return DIAL_STEP if share > REFERENCE_SHARE else 1 / DIAL_STEP
+
+
+def share_correction(
+    criterion: PerceptualCriterion, factor: float, device: torch.device | str = "cpu"
+) -> tuple[float, float]:
     """(the second stage's correction to `factor`, the share its optimum leaves at factor),
-    measured on the sample photos' training crops. The criterion holds the painting's style."""
-    photos = [training_crop(path) for path in sample_photos()[:SHARE_PHOTOS]]
+    measured on the sample photos' training crops on `device`. The criterion holds the
+    painting's style."""
+    photos = [training_crop(path).to(device) for path in sample_photos()[:SHARE_PHOTOS]]
     alpha = REFERENCE_ALPHA * factor
     share = optimum(criterion, photos, alpha, REFERENCE_BETA)[0]
-    step = DIAL_STEP if share > REFERENCE_SHARE else 1 / DIAL_STEP
+    step = step_for(share)
     other = optimum(criterion, photos, alpha * step, REFERENCE_BETA)[0]
     return correction_for(share, other, step), share
 
@@ -110,12 +120,14 @@ def share_correction(criterion: PerceptualCriterion, factor: float) -> tuple[flo
 def correction_for(share: float, other: float, step: float) -> float:
     """The ratio of style weights under which the optimum leaves REFERENCE_SHARE, given the
     shares it leaves at one α (`share`) and at `step` times it (`other`): log-linear in log α,
-    extended beyond the two; 1 where the share does not fall as α rises."""
+    extended beyond the two, and no further than the span of LIMITS (a share that barely
+    moves would ask for any factor); 1 where the share does not fall as α rises."""
     falls = other < share if step > 1 else other > share
     if not (share > 0 and other > 0 and falls):
         return 1.0
     slope = (math.log(other) - math.log(share)) / math.log(step)
-    return math.exp((math.log(REFERENCE_SHARE) - math.log(share)) / slope)
+    span = math.log(LIMITS[1] / LIMITS[0])
+    return math.exp(min(max((math.log(REFERENCE_SHARE) - math.log(share)) / slope, -span), span))
 
 
 def factor_for(measured: float) -> float:
@@ -135,11 +147,12 @@ def style_scale(
     if not measured > 0:
         return 1.0, "style weight as given (the painting's pull could not be measured)"
     first = factor_for(measured)
-    correction, share = share_correction(criterion, first)
+    correction, share = share_correction(criterion, first, style_image.device)
     scale = min(max(first * correction, LIMITS[0]), LIMITS[1])
+    bounded = "" if scale == first * correction else f", bounded to {LIMITS[0]:g}-{LIMITS[1]:g}"
     return scale, (
         f"style weight calibrated: {cfg.style.name} pulls {measured:.3g} (Starry Night "
-        f"{REFERENCE_PULL:.3g}), and its optimum under that keeps {share:.3f} of the photos' "
-        f"style loss (Starry Night {REFERENCE_SHARE:.3f}), so the style term is scaled by "
-        f"{first:.3g} x {correction:.3g} = {scale:.3g}"
+        f"{REFERENCE_PULL:.3g}), and its optimum under that keeps {share:.4f} of the photos' "
+        f"style loss (Starry Night {REFERENCE_SHARE:.4f}), so the style term is scaled by "
+        f"{first:.3g} x {correction:.3g} = {scale:.3g}{bounded}"
     )
