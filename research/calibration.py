@@ -154,7 +154,9 @@ def main(argv: list[str]) -> int:
     reference = texture_pulls["starry_night"]
     print("a calibration on the texture pull, Starry Night the reference, would give:")
     for name, texture in texture_pulls.items():
-        print(f"  {name}: style term x {reference / texture:.3g} (now x {factors[name]:.3g})")
+        print(
+            f"  {name}: style term x {reference / texture:.3g} (the pull's: x {factors[name]:.3g})"
+        )
     if contents:
         ratio = cfg.loss.alpha_max / cfg.loss.alpha_min
         target = contents["starry_night"][STRENGTHS.index(0.5)]
@@ -163,7 +165,8 @@ def main(argv: list[str]) -> int:
             s_equal = strength_paying(target, paid)
             print(
                 f"  {name}: Starry Night's content at s={s_equal:.2f}, so style term x "
-                f"{factors[name] * ratio ** (s_equal - 0.5):.3g} (now x {factors[name]:.3g})"
+                f"{factors[name] * ratio ** (s_equal - 0.5):.3g} "
+                f"(the pull's: x {factors[name]:.3g})"
             )
     if shares:
         print(
@@ -178,7 +181,7 @@ def main(argv: list[str]) -> int:
             scale = min(max(factors[name] * correction, LIMITS[0]), LIMITS[1])
             print(
                 f"  {name}: keeps {left[half]:.4f}, x {correction:.3g}, so style term x "
-                f"{scale:.3g} (the pull's alone: x {factors[name]:.3g})"
+                f"{scale:.3g} (the pull's: x {factors[name]:.3g})"
             )
     if options["out"]:
         write_sheet(crops, sheet_rows, Path(options["out"]))
